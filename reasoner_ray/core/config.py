@@ -1,0 +1,259 @@
+"""One typed config for the whole pipeline, loaded from YAML with dotted `key=value` overrides.
+
+Every section is a pydantic model with `extra="forbid"`, so an unknown key or a wrong type fails at load time
+and the error names the dotted key (`dpo.beta: Input should be a valid number`). The same object is pickled
+to Ray workers; nothing in it is a secret (API keys are named by environment variable, never stored).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot be loaded; the message names the offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(_Section):
+    dir: str = "runs/quickstart"  # local path or pyarrow filesystem URI (s3://, gs://)
+    seed: int = 0
+    name: str = "quickstart"
+
+
+class TinyModelConfig(_Section):
+    """Size of the locally built model when `model.path` is empty (no hub reachable)."""
+
+    text_hidden_size: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    intermediate_size: int = 256
+    vision_hidden_size: int = 64
+    vision_depth: int = 2
+    vision_heads: int = 4
+    image_size: int = 64  # pixels per side the processor resizes to (a multiple of 2 * patch_size)
+    patch_size: int = 8
+    vocab_size: int = 1024
+    max_position_embeddings: int = 2048
+
+
+class ModelConfig(_Section):
+    family: Literal["qwen2_vl", "llava"] = "qwen2_vl"
+    path: str | None = None  # local HF folder or hub id; None builds the tiny model below
+    tiny: TinyModelConfig = TinyModelConfig()
+    cache_dir: str = "models"  # where tiny models are built, keyed by their settings
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: fp32 on CPU, bf16 on GPU
+
+
+class DataSource(_Section):
+    format: Literal["easy_vqa", "jsonl", "parquet", "llava"] = "easy_vqa"
+    path: str | None = None  # file or folder; unused for easy_vqa
+    split: Literal["train", "test"] = "train"
+    limit: int | None = None  # first N rows (after skipping bad ones); None = all
+    image_root: str | None = None  # base folder for relative image paths
+    answer_type: str = "open"  # for formats that carry no answer type (llava conversations)
+
+
+class DataConfig(_Section):
+    train: DataSource = DataSource()
+    eval: DataSource = DataSource(split="test", limit=200)
+
+
+class TeacherConfig(_Section):
+    base_url: str = "http://127.0.0.1:8301/v1"
+    model: str = "local-teacher"
+    api_key_env: str = "TEACHER_API_KEY"  # name of the env var holding the key (never the key)
+    include_answer: bool = True  # show the teacher the annotated short answer (paper is ambiguous)
+    temperature: float = 0.7
+    max_tokens: int = 256
+    concurrency: int = 64
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    # USD per million tokens: {"model": {"input": x, "output": y}}
+    prices: dict[str, dict[str, float]] = Field(default_factory=lambda: {"gpt-4o-2024-05-13": {"input": 5.0, "output": 15.0}})
+    start_local: bool = True  # start the project's stand-in teacher server when base_url is on loopback
+
+
+class DistillConfig(_Section):
+    enabled: bool = True
+    cache_dir: str | None = None  # None: <run dir>/cache/teacher
+    num_actors: int = 1
+    batch_size: int = 64
+
+
+class TrainConfig(_Section):
+    """Settings shared by SFT and DPO (each stage has its own learning rate, batch and epochs)."""
+
+    num_workers: int = 2
+    use_gpu: bool = False
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    offload_optimizer: bool = False
+    offload_params: bool = False
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    freeze_vision: bool = False
+    freeze_projector: bool = False
+    gradient_checkpointing: bool = False
+    checkpoint_every_steps: int = 50
+    max_length: int = 512
+    log_every_steps: int = 5
+    tracker: Literal["tensorboard", "none"] = "tensorboard"
+
+
+class SFTConfig(_Section):
+    enabled: bool = True
+    lr: float = 5e-6
+    vision_lr: float | None = 5e-7
+    global_batch_size: int = 32
+    epochs: float = 1.0
+    include_direct: bool = True  # mix in the same questions in direct form (paper)
+
+
+class RolloutConfig(_Section):
+    samples_per_temperature: int = 16
+    temperatures: list[float] = Field(default_factory=lambda: [1.0, 1.2])
+    max_tokens: int = 256
+    top_p: float = 1.0
+    num_engines: int = 1
+    tensor_parallel_size: int = 1
+    batch_size: int = 32  # questions per engine call
+    max_model_len: int = 2048
+    kv_cache_gib: float = 2.0  # VLLM_CPU_KVCACHE_SPACE on CPU
+    gpu_memory_utilization: float = 0.85
+    enforce_eager: bool = True
+    limit: int | None = None  # questions per round; None = all of the train split
+
+
+class PairConfig(_Section):
+    accuracy_band: tuple[float, float] = (0.25, 0.85)
+    max_pairs_per_question: int = 3
+    truncate_words: int | None = None  # paper's best: 90
+
+    @model_validator(mode="after")
+    def _band_ordered(self) -> "PairConfig":
+        lo, hi = self.accuracy_band
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"accuracy_band must satisfy 0 <= low <= high <= 1, got {self.accuracy_band}")
+        return self
+
+
+class DPOConfig(_Section):
+    loss: Literal["sigmoid", "ipo"] = "sigmoid"
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+    nll_weight: float = 0.0  # optional NLL term on the chosen response
+    lr: float = 5e-7
+    global_batch_size: int = 32
+    epochs: float = 1.0
+    reference: Literal["sft", "previous"] = "sft"  # paper: the frozen SFT model
+    freeze_vision: bool = True
+    freeze_projector: bool = True
+
+
+class EvalConfig(_Section):
+    max_tokens: int = 256
+    styles: list[Literal["cot", "direct"]] = Field(default_factory=lambda: ["cot", "direct"])
+
+
+class ServeConfig(_Section):
+    model_path: str | None = None  # an exported round folder or any HF folder
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys_env: str = "REASONER_API_KEYS"  # comma-separated keys
+    api_keys_file: str | None = None  # a mounted secret file, one key per line
+    max_images: int = 1
+    max_image_bytes: int = 4 * 1024 * 1024
+    max_image_pixels: int = 4096 * 4096
+    max_n: int = 16
+    max_tokens_limit: int = 2048
+    allow_remote_images: bool = False
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_ongoing_requests: int = 32
+
+
+class Config(_Section):
+    run: RunConfig = RunConfig()
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    distill: DistillConfig = DistillConfig()
+    train: TrainConfig = TrainConfig()
+    sft: SFTConfig = SFTConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    pairs: PairConfig = PairConfig()
+    dpo: DPOConfig = DPOConfig()
+    eval: EvalConfig = EvalConfig()
+    serve: ServeConfig = ServeConfig()
+    rounds: int = 2
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: '{key}' is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`a.b=3` -> ("a.b", 3). The value is parsed as YAML so numbers, booleans, lists and null work."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r} has an empty key")
+    return key, yaml.safe_load(raw) if raw.strip() else None
+
+
+def _format_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"{key}: {msg}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def build_config(tree: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    tree = dict(tree or {})
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    tree: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        loaded = yaml.safe_load(text)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        tree = loaded or {}
+    return build_config(tree, overrides)
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,113 @@
+"""Row types that travel through every stage, one schema end to end.
+
+Rows cross process boundaries (Ray Data blocks, JSONL/Parquet files), so each type is a pydantic model with a
+`to_record()` / `from_record()` pair that maps to plain JSON-able dicts. Images are carried by reference
+(`ImageRef`: a path, raw bytes, or a data URL) and decoded only where pixels are needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+
+# Answer types understood by the reward registry (reasoner_ray.core.reward). Kept here as the single list the
+# data readers validate against, so a row with an unknown type is rejected when read, not when scored.
+ANSWER_TYPES = ("multiple_choice", "yes_no", "number", "open", "anls", "math")
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+    def to_record(self) -> dict[str, Any]:
+        return self.model_dump(mode="python")
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]):
+        return cls.model_validate(record)
+
+
+class ImageRef(_Row):
+    """Exactly one of path / data (raw encoded bytes, e.g. PNG) / url (a data: URL)."""
+
+    path: str | None = None
+    data: bytes | None = None
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _only_data_urls(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("data:"):
+            raise ValueError("image url must be a data: URL (remote and file URLs are never fetched)")
+        return v
+
+    def model_post_init(self, _ctx: Any) -> None:
+        given = [k for k in ("path", "data", "url") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"ImageRef needs exactly one of path/data/url, got {given or 'none'}")
+
+
+class VQARow(_Row):
+    """One short-answer visual question. `answer` is a list when several humans answered (VQA, TextVQA)."""
+
+    id: str
+    image: ImageRef
+    question: str
+    answer: str | list[str]
+    answer_type: Literal["multiple_choice", "yes_no", "number", "open", "anls", "math"]
+    choices: list[str] | None = None
+    source: str
+    rationale: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def answers(self) -> list[str]:
+        return list(self.answer) if isinstance(self.answer, list) else [self.answer]
+
+
+class RolloutRow(_Row):
+    """One sampled reasoning chain for one question (output of the rollout stage)."""
+
+    question_id: str
+    sample_index: int
+    temperature: float
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    round: int = 0
+    # Filled by the reward stage.
+    parsed: str | None = None
+    value: float | None = None
+    correct: bool | None = None
+    reason: str | None = None
+
+
+class PreferenceRow(_Row):
+    """A (chosen, rejected) pair of chains for one prompt; the DPO stage's input."""
+
+    question_id: str
+    question: str
+    image: ImageRef
+    messages: list[dict[str, Any]] = Field(default_factory=list)  # the prompt as chat messages (no answer)
+    chosen: str
+    rejected: str
+    chosen_score: float
+    rejected_score: float
+    round: int = 0
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    # Sum of reference-model token log-probs of each response given the prompt (filled once per round).
+    ref_chosen_logp: float | None = None
+    ref_rejected_logp: float | None = None
+    schema_version: int = SCHEMA_VERSION
+
+
+class RejectedRow(_Row):
+    """An input row that did not make it to the output, and why. Every input ends in output or here."""
+
+    id: str
+    stage: str
+    reason: str
+    detail: str = ""

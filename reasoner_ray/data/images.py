@@ -1,0 +1,92 @@
+"""Image references -> bytes / PIL images / data URLs, with validation that names what is wrong."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import mimetypes
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from reasoner_ray.core.rows import ImageRef
+
+
+class ImageError(ValueError):
+    """An image that is missing or cannot be decoded. `reason` is a short machine-readable tag."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_image_field(value, image_root: str | None = None) -> ImageRef:
+    """Accept what the formats put in an `image` field: a path, raw bytes, a data URL, or an ImageRef dict."""
+    if isinstance(value, ImageRef):
+        return value
+    if isinstance(value, dict):
+        present = {k: v for k, v in value.items() if v is not None}
+        return ImageRef(**present)
+    if isinstance(value, (bytes, bytearray)):
+        return ImageRef(data=bytes(value))
+    if isinstance(value, str) and value:
+        if value.startswith("data:"):
+            return ImageRef(url=value)
+        path = Path(value)
+        if image_root and not path.is_absolute():
+            path = Path(image_root) / path
+        return ImageRef(path=str(path))
+    raise ImageError("missing_image", f"no usable image in field value {type(value).__name__}")
+
+
+def decode_data_url(url: str) -> bytes:
+    header, sep, payload = url.partition(",")
+    if not sep or not header.startswith("data:") or ";base64" not in header:
+        raise ImageError("corrupt_image", "data URL is not of the form data:<mime>;base64,<payload>")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise ImageError("corrupt_image", f"bad base64 in data URL: {err}") from None
+
+
+def image_bytes(ref: ImageRef) -> bytes:
+    if ref.data is not None:
+        return ref.data
+    if ref.url is not None:
+        return decode_data_url(ref.url)
+    path = Path(ref.path)  # type: ignore[arg-type]
+    if not path.is_file():
+        raise ImageError("missing_image", f"no file at {path}")
+    return path.read_bytes()
+
+
+def open_image(ref: ImageRef) -> Image.Image:
+    """Decode to an RGB PIL image, or raise ImageError('corrupt_image' | 'missing_image')."""
+    raw = image_bytes(ref)
+    try:
+        img = Image.open(io.BytesIO(raw))
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError("corrupt_image", f"cannot decode image ({err.__class__.__name__}: {err})") from None
+    return img.convert("RGB")
+
+
+def mime_type(raw: bytes, path: str | None = None) -> str:
+    if raw.startswith(b"\x89PNG"):
+        return "image/png"
+    if raw[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "image/webp"
+    guess = mimetypes.guess_type(path or "")[0]
+    return guess or "application/octet-stream"
+
+
+def to_data_url(ref: ImageRef) -> str:
+    """The image as a data URL of its original bytes (no re-encoding, so content hashes stay stable)."""
+    if ref.url is not None:
+        return ref.url
+    raw = image_bytes(ref)
+    return f"data:{mime_type(raw, ref.path)};base64,{base64.b64encode(raw).decode('ascii')}"

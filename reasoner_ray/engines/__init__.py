@@ -1,0 +1,1 @@
+"""Adapters for inference engines (vLLM). Each module imports its engine itself, lazily."""

@@ -1,0 +1,131 @@
+"""A vLLM engine that turns VQA rows into sampled chat completions (the one place that builds `vllm.LLM`).
+
+Used by the rollout and evaluation stages (as a Ray Data actor class, one engine per actor) and by the
+quickstart slice. Prompts are rendered with the model's own chat template; images go to vLLM raw (PIL) so the
+model's processor does the same resizing in vLLM as in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from reasoner_ray.core.prompts import Style, prompt_messages
+from reasoner_ray.core.rows import VQARow
+from reasoner_ray.engines.vllm_env import apply_vllm_env
+
+log = logging.getLogger(__name__)
+
+
+def stable_seed(*parts: object) -> int:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    model_path: str
+    max_model_len: int = 2048
+    kv_cache_gib: float = 2.0
+    gpu_memory_utilization: float = 0.85
+    tensor_parallel_size: int = 1
+    enforce_eager: bool = True
+    seed: int = 0
+    dtype: str = "auto"
+
+
+@dataclass(frozen=True)
+class Sample:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class VLLMGenerator:
+    """Owns one `vllm.LLM`. Call `close()` (or use as a context manager): a dropped engine leaks /dev/shm."""
+
+    def __init__(self, settings: EngineSettings):
+        apply_vllm_env(settings.kv_cache_gib)
+        from vllm import LLM
+
+        from reasoner_ray.engines.vllm_env import has_cuda
+
+        dtype = settings.dtype
+        if dtype == "auto":
+            dtype = "bfloat16" if has_cuda() else "float32"
+        self.settings = settings
+        self.llm = LLM(
+            model=settings.model_path,
+            max_model_len=settings.max_model_len,
+            enforce_eager=settings.enforce_eager,
+            limit_mm_per_prompt={"image": 1},
+            tensor_parallel_size=settings.tensor_parallel_size,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            seed=settings.seed,
+            dtype=dtype,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def render(self, row: VQARow, style: Style) -> str:
+        return self.tokenizer.apply_chat_template(prompt_messages(row, style), add_generation_prompt=True, tokenize=False)
+
+    def generate(
+        self,
+        rows: list[VQARow],
+        style: Style,
+        n: int,
+        temperature: float,
+        max_tokens: int,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[list[Sample]]:
+        """n samples per row, in row order. temperature 0 is greedy.
+
+        With a seed, each row gets its own seed derived from (seed, row id): reproducible, yet different rows
+        do not share one random stream (one seed for all would give every prompt the same draws).
+        """
+        from vllm import SamplingParams
+
+        from reasoner_ray.data.images import open_image
+
+        params = [
+            SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                           seed=None if seed is None else stable_seed(seed, row.id, temperature))
+            for row in rows
+        ]
+        prompts: list[dict[str, Any]] = [
+            {"prompt": self.render(row, style), "multi_modal_data": {"image": open_image(row.image)}} for row in rows
+        ]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [
+            [
+                Sample(
+                    text=o.text,
+                    finish_reason=o.finish_reason,
+                    prompt_tokens=len(out.prompt_token_ids or ()),
+                    completion_tokens=len(o.token_ids),
+                )
+                for o in out.outputs
+            ]
+            for out in outputs
+        ]
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception as err:  # shutting down twice or after a crash must not mask the real error
+                log.warning("vLLM engine shutdown: %s", err)
+
+    def __enter__(self) -> "VLLMGenerator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

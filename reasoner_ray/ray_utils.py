@@ -1,0 +1,32 @@
+"""Joining or starting Ray the same way from every entry script.
+
+Under `ray job submit` (RAY_ADDRESS or a job's runtime context is set) the script joins the cluster with a plain
+`ray.init()` (arguments such as num_cpus are rejected there). Run directly, it starts a private local Ray with
+`address="local"` so a stale `ray_current_cluster` file from an earlier `ray stop` is never joined by mistake.
+"""
+
+from __future__ import annotations
+
+import os
+
+from reasoner_ray.engines.vllm_env import project_dirs
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    env_vars = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    if os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"):
+        ray.init(runtime_env={"env_vars": env_vars}, log_to_driver=True)
+        return
+    tmp = project_dirs()["tmp"]
+    os.makedirs(tmp, exist_ok=True)
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        runtime_env={"env_vars": env_vars},
+        _temp_dir=os.path.join(tmp, "ray"),
+    )
