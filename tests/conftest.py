@@ -1,0 +1,53 @@
+"""Shared fixtures: the tiny models (built once, cached under models/), a local Ray, project-local temp dirs.
+
+Caches and temporary files of vLLM, torch, Ray and HF are pointed inside the project's ignored folders
+(.cache/, .tmp/) before any engine is imported, so a test run leaves nothing behind elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("REASONER_CACHE_ROOT", str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
+(ROOT / ".tmp").mkdir(exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_cache() -> Path:
+    return ROOT / "models"
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl(tiny_model_cache) -> str:
+    from reasoner_ray.core.config import TinyModelConfig
+    from reasoner_ray.models.tiny import ensure_tiny_model
+
+    return str(ensure_tiny_model("qwen2_vl", TinyModelConfig(), 0, tiny_model_cache))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tiny_model_cache) -> str:
+    from reasoner_ray.core.config import TinyModelConfig
+    from reasoner_ray.models.tiny import ensure_tiny_model
+
+    return str(ensure_tiny_model("llava", TinyModelConfig(), 0, tiny_model_cache))
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One in-process local Ray for the session (2 CPUs, like the machine)."""
+    import ray
+
+    from reasoner_ray.ray_utils import init_ray
+
+    init_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
