@@ -170,8 +170,11 @@ class EvalConfig(_Section):
 
 
 class ServeConfig(_Section):
+    """The HTTP endpoint (serve/app.py). Field names are also the args of `serve.app:build_app`."""
+
     model_path: str | None = None  # an exported round folder or any HF folder
-    host: str = "127.0.0.1"
+    model_name: str | None = None  # the id clients pass as `model`; None: the folder's name
+    host: str = "127.0.0.1"  # used by jobs/serve_model.py; `serve deploy` takes http_options instead
     port: int = 8000
     api_keys_env: str = "REASONER_API_KEYS"  # comma-separated keys
     api_keys_file: str | None = None  # a mounted secret file, one key per line
@@ -180,7 +183,14 @@ class ServeConfig(_Section):
     max_image_pixels: int = 4096 * 4096
     max_n: int = 16
     max_tokens_limit: int = 2048
+    default_max_tokens: int = 256  # when a request gives no max_tokens
     allow_remote_images: bool = False
+    max_model_len: int = 2048  # context limit: longer prompts get 400 context_length_exceeded
+    kv_cache_gib: float = 1.0  # VLLM_CPU_KVCACHE_SPACE on CPU
+    enforce_eager: bool = True
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    replica_cpus: float = 0.5  # small, so a rolling update's second replica fits on a 2-CPU node
+    max_ongoing_requests: int = 64
     min_replicas: int = 1
     max_replicas: int = 1
     target_ongoing_requests: int = 32

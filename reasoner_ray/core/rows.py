@@ -32,6 +32,9 @@ class _Row(BaseModel):
 class ImageRef(_Row):
     """Exactly one of path / data (raw encoded bytes, e.g. PNG) / url (a data: URL)."""
 
+    # Raw bytes travel as base64 in JSON (JSONL files, Ray Data string columns).
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
     path: str | None = None
     data: bytes | None = None
     url: str | None = None

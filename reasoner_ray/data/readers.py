@@ -85,29 +85,29 @@ def _files(path: str, suffixes: tuple[str, ...]) -> list[Path]:
     return [p]
 
 
-def _jsonl_lines(path: str) -> Iterator[tuple[str, dict[str, Any] | None, str]]:
-    """(location, record or None, error) per non-empty line, so a bad line becomes a counted bad row."""
+def parse_json_line(line: str, loc: str) -> dict[str, Any]:
+    """One JSONL line -> a raw record, or a record flagged `_malformed` (so it is counted, not lost)."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as err:
+        return {"id": loc, "_malformed": f"invalid JSON ({err.msg})"}
+    if not isinstance(rec, dict):
+        return {"id": loc, "_malformed": "line is not a JSON object"}
+    return rec
+
+
+def _jsonl_lines(path: str) -> Iterator[tuple[str, str]]:
     for f in _files(path, (".jsonl", ".json")):
         with f.open() as fh:
             for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                loc = f"{f.name}:{n}"
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as err:
-                    yield loc, None, f"invalid JSON ({err.msg})"
-                    continue
-                if not isinstance(rec, dict):
-                    yield loc, None, "line is not a JSON object"
-                    continue
-                yield loc, rec, ""
+                if line.strip():
+                    yield f"{f.name}:{n}", line
 
 
 @register_reader("jsonl")
 def _read_jsonl(source: DataSource) -> Iterator[dict[str, Any]]:
-    for loc, rec, err in _jsonl_lines(source.path or ""):
-        yield rec if rec is not None else {"id": loc, "_malformed": err}
+    for loc, line in _jsonl_lines(source.path or ""):
+        yield parse_json_line(line, loc)
 
 
 @register_reader("parquet")
@@ -121,11 +121,15 @@ def _read_parquet(source: DataSource) -> Iterator[dict[str, Any]]:
 
 @register_reader("llava")
 def _read_llava(source: DataSource) -> Iterator[dict[str, Any]]:
-    for loc, rec, err in _jsonl_lines(source.path or ""):
-        if rec is None:
-            yield {"id": loc, "_malformed": err}
-            continue
-        yield llava_record_to_raw(rec, default_answer_type=source.answer_type, fallback_id=loc)
+    for loc, line in _jsonl_lines(source.path or ""):
+        yield llava_line_to_raw(line, loc, source)
+
+
+def llava_line_to_raw(line: str, loc: str, source: DataSource) -> dict[str, Any]:
+    rec = parse_json_line(line, loc)
+    if rec.get("_malformed"):
+        return rec
+    return llava_record_to_raw(rec, default_answer_type=source.answer_type, fallback_id=loc)
 
 
 def to_row(raw: dict[str, Any], source: DataSource, check_image: bool = True) -> VQARow:

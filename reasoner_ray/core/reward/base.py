@@ -16,6 +16,7 @@ UNPARSED = "unparsed"  # the response has no final answer
 NOT_AN_OPTION = "not_an_option"  # multiple choice: the answer names no option
 NOT_YES_NO = "not_yes_no"  # yes/no: the answer is neither
 TIMEOUT = "timeout"  # math: the equivalence check ran out of time (or its worker died)
+GOLD_ERROR = "gold_error"  # batch scoring: the row's gold raised GoldAnswerError; scored 0, never rewarded
 
 
 class GoldAnswerError(ValueError):

@@ -41,6 +41,7 @@ class MathVerifier:
         self.startup_timeout_s = startup_timeout_s
         self._lock = threading.Lock()
         self._child: subprocess.Popen[str] | None = None
+        self._ready = False  # whether the child has announced itself
 
     def equivalent(self, gold: str, answer: str) -> bool | None:
         """Whether `answer` equals `gold`; None when the check overran its bound."""
@@ -70,27 +71,30 @@ class MathVerifier:
             except (BrokenPipeError, OSError):
                 reply = None
             if reply is None:  # overran, or the child died (e.g. out of memory on a huge number)
-                self._stop()
+                self._replace()
                 return None
             return bool(reply["result"])
 
     def _running_child(self) -> subprocess.Popen[str]:
-        if self._child is not None and self._child.poll() is None:
-            return self._child
+        if self._child is None or self._child.poll() is not None:
+            self._child, self._ready = self._spawn(), False
+        if not self._ready:
+            if self._read_line(self._child, self.startup_timeout_s) is None:
+                self._stop()
+                raise RuntimeError("the math-verify worker did not start; see its stderr above")
+            self._ready = True
+        return self._child
+
+    @staticmethod
+    def _spawn() -> subprocess.Popen[str]:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
-        child = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "reasoner_ray.core.reward.math_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             env=env,
         )
-        if self._read_line(child, self.startup_timeout_s) is None:
-            child.kill()
-            child.wait()
-            raise RuntimeError("the math-verify worker did not start; see its stderr above")
-        self._child = child
-        return child
 
     @staticmethod
     def _read_line(child: subprocess.Popen[str], timeout_s: float) -> dict | None:
@@ -100,10 +104,15 @@ class MathVerifier:
         line = child.stdout.readline() if ready else ""
         return json.loads(line) if line else None
 
+    def _replace(self) -> None:
+        """Kill the child and start its successor now, so its start-up overlaps the caller's other work."""
+        self._stop()
+        self._child, self._ready = self._spawn(), False
+
     def _stop(self) -> None:
         if self._child is not None:
             self._child.kill()
-            self._child.wait()
+            self._child.communicate()  # reaps it and closes its pipes
             self._child = None
 
 

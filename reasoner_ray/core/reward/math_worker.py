@@ -6,8 +6,8 @@ bound makes it safe. Here math-verify runs with its timeouts off in a child proc
 (`math_answer.MathVerifier`) waits a bounded time for each reply and kills and replaces the child when it overruns.
 
 Protocol: one JSON object per line. The child first writes {"ready": true}; then, for each request
-{"gold": str, "answer": str | null}, it writes {"result": bool}: whether the gold parses (answer null) or whether
-the answer is equivalent to the gold. Run as `python -m reasoner_ray.core.reward.math_worker`.
+{"gold": str, "answer": str | null}, it writes {"result": bool}: whether the gold parses into math (answer null)
+or whether the answer is equivalent to the gold. Run as `python -m reasoner_ray.core.reward.math_worker`.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def main() -> None:
 
     def handle(request: dict[str, Any]) -> bool:
         gold = read(request["gold"])
-        if request["answer"] is None:
-            return bool(gold)
+        if request["answer"] is None:  # readable: parsed into math, not just kept as the raw string
+            return any(not isinstance(g, str) for g in gold)
         return bool(gold) and verify(gold, read(request["answer"]), timeout_seconds=None)
 
     handle({"gold": "\\frac{1}{2}", "answer": "0.5"})  # warm up the LaTeX grammar and sympy before serving

@@ -1,0 +1,234 @@
+"""Preference pairs from scored samples, as in the paper (PAPER.md section 3).
+
+Per question: keep it when its sample accuracy lies in a band (default [0.25, 0.85]); pair a correct chain
+(chosen) with an incorrect one (rejected) at random, at most `max_pairs` pairs; never two identical texts, never a
+chosen that does not score strictly higher than its rejected; optionally cut both chains to their first
+`truncate_words` whitespace words first (the paper's best: 90). Randomness is seeded per question, so the result
+does not depend on the order of the samples or on which other questions are in the batch.
+
+A sample without a final answer (reason "unparsed") counts as incorrect in the accuracy and may be a rejected
+chain; a question none of whose samples has a final answer is dropped as "unparsed".
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from reasoner_ray.core.reward import GOLD_ERROR, UNPARSED
+from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow
+
+DEFAULT_BAND = (0.25, 0.85)
+DEFAULT_MAX_PAIRS = 3
+
+# Why a question yields no pair, checked in this order.
+DROP_GOLD_ERROR = "gold_error"  # its gold answer could not be read (reason GOLD_ERROR from the reward stage)
+DROP_UNPARSED = "unparsed"  # no sample had a final answer
+DROP_ALL_CORRECT = "all_correct"
+DROP_ALL_WRONG = "all_wrong"
+DROP_OUTSIDE_BAND = "outside_band"
+DROP_NO_DISTINCT_PAIR = "no_distinct_pair"  # every correct/incorrect pair had equal texts or scores
+
+_WORD = re.compile(r"\S+")
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredSample:
+    """One scored chain; the reward stage's output row has these fields (and more)."""
+
+    question_id: str
+    sample_index: int
+    text: str
+    value: float
+    correct: bool
+    reason: str | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | RolloutRow) -> ScoredSample:
+        """From a scored rollout row (a RolloutRow or its dict, e.g. a Ray Data row); extra keys are ignored."""
+        get = record.get if isinstance(record, Mapping) else lambda name: getattr(record, name)
+        return cls(
+            question_id=str(get("question_id")),
+            sample_index=int(get("sample_index")),
+            text=str(get("text")),
+            value=float(get("value")),
+            correct=bool(get("correct")),
+            reason=get("reason"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    question_id: str
+    chosen: str  # truncated when truncate_words is set
+    rejected: str
+    chosen_score: float
+    rejected_score: float
+    chosen_index: int  # sample_index of each chain, to find its sampling settings
+    rejected_index: int
+
+    def to_preference_row(
+        self,
+        question: str,
+        image: ImageRef,
+        messages: list[dict[str, Any]],
+        round: int = 0,
+        sampling: dict[str, Any] | None = None,
+    ) -> PreferenceRow:
+        """The training row, with the prompt the caller holds for this question_id."""
+        return PreferenceRow(
+            question_id=self.question_id,
+            question=question,
+            image=image,
+            messages=messages,
+            chosen=self.chosen,
+            rejected=self.rejected,
+            chosen_score=self.chosen_score,
+            rejected_score=self.rejected_score,
+            round=round,
+            sampling=sampling or {},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PairStats:
+    samples_seen: int = 0
+    questions_seen: int = 0
+    questions_kept: int = 0
+    pairs: int = 0
+    dropped_gold_error: int = 0
+    dropped_unparsed: int = 0
+    dropped_all_correct: int = 0
+    dropped_all_wrong: int = 0
+    dropped_outside_band: int = 0
+    dropped_no_distinct_pair: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class PairResult:
+    pairs: list[Pair]
+    stats: PairStats
+
+
+def build_pairs(
+    samples: Iterable[ScoredSample],
+    band: tuple[float, float] = DEFAULT_BAND,
+    max_pairs: int = DEFAULT_MAX_PAIRS,
+    truncate_words: int | None = None,
+    seed: int = 0,
+) -> PairResult:
+    low, high = band
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"band must satisfy 0 <= low <= high <= 1, got {band}")
+    if max_pairs < 1:
+        raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
+    if truncate_words is not None and truncate_words < 1:
+        raise ValueError(f"truncate_words must be None or >= 1, got {truncate_words}")
+
+    by_question: dict[str, list[ScoredSample]] = defaultdict(list)
+    for sample in samples:
+        by_question[sample.question_id].append(sample)
+
+    pairs: list[Pair] = []
+    drops: Counter[str] = Counter()
+    for question_id in sorted(by_question):
+        group = by_question[question_id]
+        drop = _drop_reason(group, low, high)
+        if drop is None:
+            rng = random.Random(f"{seed}:{question_id}")  # str seeds hash stably across processes
+            chosen = _pairs_for_question(group, max_pairs, truncate_words, rng)
+            drop = None if chosen else DROP_NO_DISTINCT_PAIR
+            pairs.extend(chosen)
+        if drop is not None:
+            drops[drop] += 1
+
+    stats = PairStats(
+        samples_seen=sum(len(g) for g in by_question.values()),
+        questions_seen=len(by_question),
+        questions_kept=len(by_question) - sum(drops.values()),
+        pairs=len(pairs),
+        **{f"dropped_{reason}": count for reason, count in drops.items()},
+    )
+    return PairResult(pairs, stats)
+
+
+def _drop_reason(group: list[ScoredSample], low: float, high: float) -> str | None:
+    if any(s.reason == GOLD_ERROR for s in group):
+        return DROP_GOLD_ERROR
+    if all(s.reason == UNPARSED for s in group):
+        return DROP_UNPARSED
+    accuracy = sum(s.correct for s in group) / len(group)
+    if accuracy == 1.0:
+        return DROP_ALL_CORRECT
+    if accuracy == 0.0:
+        return DROP_ALL_WRONG
+    if not low <= accuracy <= high:
+        return DROP_OUTSIDE_BAND
+    return None
+
+
+def _pairs_for_question(
+    group: list[ScoredSample], max_pairs: int, truncate_words: int | None, rng: random.Random
+) -> list[Pair]:
+    # Sorted so that the input order of the samples does not change the result.
+    ordered = sorted(group, key=lambda s: (s.sample_index, s.text))
+    correct = _unique_texts([s for s in ordered if s.correct], truncate_words)
+    wrong = _unique_texts([s for s in ordered if not s.correct], truncate_words)
+    candidates = [
+        (c_text, c, w_text, w)
+        for c_text, c in correct
+        for w_text, w in wrong
+        if c_text != w_text and c.value > w.value
+    ]
+    rng.shuffle(candidates)
+    # Prefer pairs that reuse no chain, so the few pairs a question gets cover as many chains as possible.
+    picked, used_chosen, used_rejected = [], set(), set()
+    for candidate in candidates:
+        if len(picked) == max_pairs:
+            break
+        if candidate[0] not in used_chosen and candidate[2] not in used_rejected:
+            picked.append(candidate)
+            used_chosen.add(candidate[0])
+            used_rejected.add(candidate[2])
+    for candidate in candidates:
+        if len(picked) == max_pairs:
+            break
+        if candidate not in picked:
+            picked.append(candidate)
+    return [
+        Pair(
+            question_id=c.question_id,
+            chosen=c_text,
+            rejected=w_text,
+            chosen_score=c.value,
+            rejected_score=w.value,
+            chosen_index=c.sample_index,
+            rejected_index=w.sample_index,
+        )
+        for c_text, c, w_text, w in picked
+    ]
+
+
+def _unique_texts(group: list[ScoredSample], truncate_words: int | None) -> list[tuple[str, ScoredSample]]:
+    """(text as trained on, sample), one per distinct text: duplicate chains would make duplicate pairs."""
+    seen: dict[str, ScoredSample] = {}
+    for sample in group:
+        seen.setdefault(truncate(sample.text, truncate_words), sample)
+    return list(seen.items())
+
+
+def truncate(text: str, words: int | None) -> str:
+    """The text up to the end of its `words`-th whitespace-separated word, original spacing kept."""
+    if words is None:
+        return text
+    for count, match in enumerate(_WORD.finditer(text), start=1):
+        if count == words:
+            return text[: match.end()]
+    return text

@@ -1,0 +1,36 @@
+"""The reward: extract a response's final answer and score it with its answer type's benchmark metric.
+
+Answer types live in a registry filled by `@register("name")`; importing this package registers the built-in
+ones (multiple_choice, yes_no, number, open, anls, math). docs/answer_types.md states each type's rule.
+"""
+
+from reasoner_ray.core.reward import choice, math_answer, numeric, text  # noqa: F401  (they register themselves)
+from reasoner_ray.core.reward.base import (
+    GOLD_ERROR,
+    NOT_AN_OPTION,
+    NOT_YES_NO,
+    REGISTRY,
+    TIMEOUT,
+    UNPARSED,
+    AnswerType,
+    GoldAnswerError,
+    Score,
+    register,
+)
+from reasoner_ray.core.reward.extract import extract_final_answer
+from reasoner_ray.core.reward.scoring import score
+
+__all__ = [
+    "GOLD_ERROR",
+    "NOT_AN_OPTION",
+    "NOT_YES_NO",
+    "REGISTRY",
+    "TIMEOUT",
+    "UNPARSED",
+    "AnswerType",
+    "GoldAnswerError",
+    "Score",
+    "extract_final_answer",
+    "register",
+    "score",
+]

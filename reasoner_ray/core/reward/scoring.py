@@ -1,0 +1,40 @@
+"""`score()`: one response against its gold answer(s), through the answer-type registry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from reasoner_ray.core.reward.base import REGISTRY, UNPARSED, GoldAnswerError, Score
+from reasoner_ray.core.reward.extract import extract_final_answer
+
+
+def score(response: str, gold: str | Sequence[str], answer_type: str, choices: Sequence[str] | None = None) -> Score:
+    """Extract the final answer of `response` and score it against `gold` (one answer or several human answers).
+
+    Raises GoldAnswerError when the gold is empty or unreadable for its type (even if the response is unparsed,
+    so a bad row is never silently scored 0), ValueError for an unknown answer type.
+    """
+    try:
+        gold_key = gold if isinstance(gold, str) else tuple(gold)
+    except TypeError:  # None, NaN, a number: not an answer
+        raise GoldAnswerError(f"gold answer is not text or a list of texts: {gold!r}") from None
+    choices_key = tuple(choices) if choices is not None else None
+    answer_kind, prepared = _prepared_gold(answer_type, gold_key, choices_key)
+    answer = extract_final_answer(response)
+    if answer is None:
+        return Score(0.0, False, None, UNPARSED)
+    return answer_kind.judge(answer, prepared)
+
+
+@lru_cache(maxsize=65536)
+def _prepared_gold(answer_type: str, gold: str | tuple[str, ...], choices: tuple[str, ...] | None) -> tuple[Any, Any]:
+    # Cached: a question's gold is read once, not once per sampled chain (32 per question in the paper).
+    answer_kind = REGISTRY.get(answer_type)
+    if answer_kind is None:
+        raise ValueError(f"unknown answer type {answer_type!r}; registered: {sorted(REGISTRY)}")
+    golds = (gold,) if isinstance(gold, str) else gold
+    if not golds or any(not isinstance(g, str) or not g.strip() for g in golds):
+        raise GoldAnswerError(f"gold answer is empty or not text: {gold!r}")
+    return answer_kind, answer_kind.prepare(tuple(g.strip() for g in golds), choices)

@@ -1,0 +1,59 @@
+"""The reward stage: score rollout rows in batches, for `Dataset.map_batches`.
+
+    ds.map_batches(score_batch, batch_format="numpy")   # or batch_format="pandas"
+
+Rows carry `text` (the sampled chain) and the question's `answer` (str or list of human answers), `answer_type`
+and optional `choices`. The stage adds `parsed`, `value`, `correct` and `reason`, keeping every other column. A
+row whose gold cannot be read is not rewarded: value 0, correct False, reason "gold_error" (the pair builder drops
+its question), so one bad row does not fail a whole scoring job. No Ray import: this is a plain function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from reasoner_ray.core.reward import GOLD_ERROR, GoldAnswerError, Score, extract_final_answer, score
+
+REWARD_COLUMNS = ("parsed", "value", "correct", "reason")
+
+
+def score_batch(batch: Any) -> Any:
+    """Score a numpy batch (dict of columns) or a pandas DataFrame; returns the same kind with the reward columns."""
+    choices = batch.get("choices")
+    scores = [
+        _score_row(text, gold, answer_type, None if choices is None else choices[i])
+        for i, (text, gold, answer_type) in enumerate(zip(batch["text"], batch["answer"], batch["answer_type"]))
+    ]
+    columns = {
+        "parsed": np.array([s.parsed for s in scores], dtype=object),
+        "value": np.array([s.value for s in scores], dtype=np.float64),
+        "correct": np.array([s.correct for s in scores], dtype=bool),
+        "reason": np.array([s.reason for s in scores], dtype=object),
+    }
+    if isinstance(batch, Mapping):
+        return {**batch, **columns}
+    return batch.assign(**columns)  # a pandas DataFrame
+
+
+def _score_row(text: Any, gold: Any, answer_type: Any, choices: Any) -> Score:
+    text = str(text)
+    try:
+        return score(text, _texts(gold) if not isinstance(gold, str) else gold, str(answer_type), _choices(choices))
+    except GoldAnswerError:
+        return Score(0.0, False, extract_final_answer(text), GOLD_ERROR)
+
+
+def _texts(values: Any) -> list[str] | Any:
+    """A list column arrives as a numpy array (numpy batches) or a list; scalars pass through for score() to reject."""
+    if isinstance(values, (np.ndarray, list, tuple)):
+        return [str(v) for v in values]
+    return values
+
+
+def _choices(values: Any) -> list[str] | None:
+    if isinstance(values, (np.ndarray, list, tuple)) and len(values):
+        return [str(v) for v in values]
+    return None  # missing: None, NaN from pandas, or an empty list

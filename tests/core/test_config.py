@@ -1,0 +1,74 @@
+"""The typed config: YAML + dotted overrides, round trip, and rejection that names the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reasoner_ray.core.config import Config, ConfigError, build_config, dump_config, load_config, parse_override
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_defaults_and_overrides():
+    cfg = build_config({}, ["dpo.beta=0.2", "rollout.temperatures=[0.7, 1.3]", "model.path=null", "rounds=3"])
+    assert cfg.dpo.beta == 0.2
+    assert cfg.rollout.temperatures == [0.7, 1.3]
+    assert cfg.model.path is None
+    assert cfg.rounds == 3
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = build_config({}, ["pairs.truncate_words=90", "train.zero_stage=3", "data.train.limit=10"])
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(cfg))
+    again = load_config(path)
+    assert again == cfg
+    assert again.pairs.accuracy_band == (0.25, 0.85)
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["dpo.betta=0.1"], "dpo.betta: unknown key"),
+        (["dpo.beta=abc"], "dpo.beta"),
+        (["train.zero_stage=4"], "train.zero_stage"),
+        (["nonsense.x=1"], "nonsense: unknown key"),
+        (["pairs.accuracy_band=[0.9, 0.1]"], "pairs"),
+        (["data.train.format=csv"], "data.train.format"),
+    ],
+)
+def test_rejects_with_key_name(overrides, key):
+    with pytest.raises(ConfigError) as err:
+        build_config({}, overrides)
+    assert key in str(err.value)
+
+
+def test_yaml_unknown_key_rejected(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"sft": {"learning_rate": 1e-5}}))
+    with pytest.raises(ConfigError, match=r"sft\.learning_rate: unknown key"):
+        load_config(path)
+
+
+def test_override_syntax():
+    assert parse_override("a.b=1") == ("a.b", 1)
+    assert parse_override("a=x=y") == ("a", "x=y")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("novalue")
+    with pytest.raises(ConfigError, match="is a value"):
+        build_config({"rounds": 1}, ["rounds.x=1"])
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "paper_llava_next_8b.yaml", "qwen2_5_vl_7b.yaml"])
+def test_shipped_configs_validate(name):
+    cfg = load_config(CONFIGS / name)
+    assert isinstance(cfg, Config)
+
+
+def test_gpu_configs_describe_gpu_settings():
+    paper = load_config(CONFIGS / "paper_llava_next_8b.yaml")
+    assert paper.model.family == "llava" and paper.train.use_gpu and paper.train.zero_stage == 3
+    assert paper.dpo.beta == 0.1 and paper.pairs.truncate_words == 90 and paper.rollout.temperatures == [1.0, 1.2]
+    qwen = load_config(CONFIGS / "qwen2_5_vl_7b.yaml")
+    assert qwen.model.path.startswith("Qwen/") and qwen.dpo.reference == "previous"
