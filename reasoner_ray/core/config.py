@@ -74,6 +74,7 @@ class TeacherConfig(_Section):
     include_answer: bool = True  # show the teacher the annotated short answer (paper is ambiguous)
     temperature: float = 0.7
     max_tokens: int = 256
+    seed: int | None = None  # sent to the endpoint (OpenAI and vLLM accept it) and part of the cache key
     concurrency: int = 64
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
@@ -88,9 +89,12 @@ class TeacherConfig(_Section):
 
 class DistillConfig(_Section):
     enabled: bool = True
-    cache_dir: str | None = None  # None: <run dir>/cache/teacher
-    num_actors: int = 1
-    batch_size: int = 64
+    cache_dir: str | None = None  # None: <run dir>/cache/teacher; must be a folder every node sees
+    num_actors: int = 1  # teacher-call actors; teacher.concurrency and the rate limits are split over them
+    batch_size: int = 16  # rows per actor call; several calls run at once per actor (see distill/pipeline.py)
+    actor_num_cpus: float = 0.25  # the actors mostly wait on the network; 1 CPU each would starve a small node
+    progress_every_s: float = 5.0
+    ray_progress_bars: bool = False
 
 
 class TrainConfig(_Section):
@@ -101,7 +105,7 @@ class TrainConfig(_Section):
     zero_stage: Literal[0, 1, 2, 3] = 2
     offload_optimizer: bool = False
     offload_params: bool = False
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: int = 1  # micro batch per worker = global batch / (num_workers x this)
     max_grad_norm: float = 1.0
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
@@ -109,9 +113,13 @@ class TrainConfig(_Section):
     freeze_projector: bool = False
     gradient_checkpointing: bool = False
     checkpoint_every_steps: int = 50
-    max_length: int = 512
-    log_every_steps: int = 5
+    keep_checkpoints: int = 2
+    max_failures: int = 2  # worker deaths Ray Train recovers from (resuming from the latest checkpoint)
+    max_length: int = 512  # prompt + response tokens; a prompt that does not fit is filtered and counted
+    log_every_steps: int = 5  # console lines and reports to the Ray Train controller
     tracker: Literal["tensorboard", "none"] = "tensorboard"
+    lora_rank: int = 0  # > 0: train a LoRA adapter (peft) and merge it on export; 0: full fine-tuning
+    lora_alpha: int = 16
 
 
 class SFTConfig(_Section):
@@ -162,6 +170,8 @@ class DPOConfig(_Section):
     reference: Literal["sft", "previous"] = "sft"  # paper: the frozen SFT model
     freeze_vision: bool = True
     freeze_projector: bool = True
+    share_prompt: bool = True  # run image + prompt once per pair (KV cache) instead of once per response
+    ref_batch_size: int = 16  # pairs per forward in the reference log-prob pass
 
 
 class EvalConfig(_Section):

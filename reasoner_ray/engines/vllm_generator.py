@@ -42,6 +42,7 @@ class Sample:
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+    token_ids: tuple[int, ...] = ()
 
 
 class VLLMGenerator:
@@ -107,6 +108,7 @@ class VLLMGenerator:
                     finish_reason=o.finish_reason,
                     prompt_tokens=len(out.prompt_token_ids or ()),
                     completion_tokens=len(o.token_ids),
+                    token_ids=tuple(o.token_ids),
                 )
                 for o in out.outputs
             ]

@@ -92,3 +92,30 @@ def corpus_sentences() -> list[str]:
     for answer in SHAPES + COLORS + ("yes", "no"):
         out += [t.format(answer=answer) for t in CONCLUDE]
     return out + list(NEGATED + ASK_COLOR + ASK_SHAPE)
+
+
+# Rationales for rows of any other source, where the teacher knows only the question and its annotated answer.
+GENERIC_LOOK = (
+    "The question asks: {question}",
+    "To answer, I look at the part of the image the question is about: {question}",
+)
+GENERIC_STEP = (
+    "The visual details in the image point to {answer}.",
+    "What the image shows matches {answer}.",
+)
+# Text a badly behaved teacher returns: a rationale that stops before any final answer.
+TRUNCATED = ("The image shows", "Looking at the picture, I", "I need to look more closely at the")
+
+
+def generic_rationale(question: str, answer: str, rng: random.Random) -> str:
+    question = question.splitlines()[0] if question else question
+    steps = [rng.choice(GENERIC_LOOK).format(question=question), rng.choice(GENERIC_STEP).format(answer=answer)]
+    return " ".join(steps + [rng.choice(CONCLUDE).format(answer=answer)])
+
+
+def wrong_easy_vqa_answer(answer: str, rng: random.Random) -> str:
+    """A plausible but different answer of the same kind (yes <-> no, another shape, another colour)."""
+    for pool in (("yes", "no"), SHAPES, COLORS):
+        if answer in pool:
+            return rng.choice([a for a in pool if a != answer])
+    return "none of them"

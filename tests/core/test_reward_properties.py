@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from reasoner_ray.core.reward import extract_final_answer, score
 from reasoner_ray.core.reward.math_answer import numbers_equal, plain_number
-from reasoner_ray.core.reward.normalize import vqa_normalize
 from reasoner_ray.core.reward.text import consensus_accuracy
 
 # Short answers as datasets write them: no newline, no markdown emphasis or `$`, which extraction strips.
@@ -122,12 +121,6 @@ def test_vqa_accuracy_closed_form_matches_official_loop(humans, answer):
     assert correct == (humans.count(answer) >= 3)
 
 
-@given(answer_text)
-def test_vqa_normalize_is_idempotent_on_its_output_words(text):
-    once = vqa_normalize(text)
-    assert vqa_normalize(once) == vqa_normalize(vqa_normalize(once))
-
-
 plain_numerals = st.one_of(
     st.integers(-1000, 1000).map(str),
     st.decimals(min_value=-100, max_value=100, places=7, allow_nan=False, allow_infinity=False).map(str),
@@ -136,12 +129,19 @@ plain_numerals = st.one_of(
 )
 
 
+# A fraction next to its decimal rendering at 1..9 places: equal or not depending on math-verify's 6-place rounding.
+near_pairs = st.tuples(st.integers(-99, 99), st.integers(1, 99), st.integers(1, 9)).map(
+    lambda t: (f"{t[0]}/{t[1]}", f"{t[0] / t[1]:.{t[2]}f}")
+)
+
+
 @settings(max_examples=300, deadline=None)
-@given(plain_numerals, plain_numerals)
-def test_plain_number_fast_path_agrees_with_math_verify(gold, answer):
+@given(st.one_of(st.tuples(plain_numerals, plain_numerals), near_pairs))
+def test_plain_number_fast_path_agrees_with_math_verify(pair):
     from math_verify import parse, verify
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    gold, answer = pair
     gold_number, answer_number = plain_number(gold), plain_number(answer)
     assume(gold_number is not None and answer_number is not None)
     expected = verify(parse(f"${gold}$", parsing_timeout=None), parse(f"${answer}$", parsing_timeout=None),

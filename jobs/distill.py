@@ -1,0 +1,41 @@
+"""Distillation on its own: teacher rationales for `data.train`, verified, written as SFT data.
+
+Run:   python jobs/distill.py --config configs/quickstart.yaml [--out <folder>] [teacher.base_url=...] ...
+With a real teacher:  TEACHER_API_KEY=... python jobs/distill.py --config configs/quickstart.yaml \
+           teacher.base_url=https://api.openai.com/v1 teacher.model=gpt-4o-2024-05-13 teacher.start_local=false
+Output goes to <run.dir>/distill unless `--out` is given; see docs/distill.md for the layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
+
+from reasoner_ray.cli import parse_config, setup_logging  # noqa: E402
+
+log = logging.getLogger("distill")
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--out", default=None)
+    known, rest = pre.parse_known_args(argv)
+    config = parse_config(rest, __doc__.splitlines()[0])
+    from reasoner_ray.distill import run_distillation
+
+    out_dir = known.out or os.path.join(config.run.dir, "distill")
+    result = run_distillation(config, out_dir)
+    print(f"input {result.input_rows}  verified {result.verified}  rejected {result.rejected} "
+          f"{result.rejected_by_reason}\nsummary: {result.paths['summary.json']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Serve a model folder locally behind the OpenAI-compatible endpoint and block until Ctrl-C.
+
+    REASONER_API_KEYS=sk-local python jobs/serve_model.py serve.model_path=runs/quickstart/round_1/model
+    python jobs/serve_model.py --config configs/quickstart.yaml serve.port=8011
+
+With no `serve.model_path`, the model the config resolves to (the tiny model on the quickstart) is served.
+On a cluster, use `serve deploy serve/serve_config.yaml` (or a KubeRay RayService) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
+
+from reasoner_ray.cli import parse_config, setup_logging  # noqa: E402
+
+log = logging.getLogger("serve_model")
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    config = parse_config(argv, __doc__.splitlines()[0])
+    from reasoner_ray.models.loading import resolve_model_path
+    from reasoner_ray.ray_utils import init_ray
+    from serve.local import start_local
+
+    serve_config = config.serve
+    if not serve_config.model_path:
+        serve_config = serve_config.model_copy(update={"model_path": resolve_model_path(config)})
+    init_ray()
+    url = start_local(serve_config)
+    log.info("serving %s at %s (Ctrl-C to stop)", serve_config.model_path, url)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        from ray import serve as ray_serve
+
+        ray_serve.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

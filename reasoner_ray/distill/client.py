@@ -1,0 +1,159 @@
+"""Teacher calls: the `openai` async client with retries, a per-call timeout, a concurrency cap and rate limits.
+
+The client is built with `max_retries=0` so tenacity alone decides: exponential backoff with jitter on 429,
+5xx, timeouts and connection errors, never shorter than the server's Retry-After. The concurrency semaphore is
+held only while a request is on the wire (not while backing off). A call that finally fails returns a
+`CallResult` with a reason tag instead of raising, so one bad row never fails the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from reasoner_ray.distill.limits import bucket
+
+# Exception class -> the reason a row is rejected with when its calls finally fail. First match wins, so
+# subclasses come before their bases (APITimeoutError is an APIConnectionError).
+FAILURE_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (openai.APITimeoutError, "teacher_timeout"),
+    (TimeoutError, "teacher_timeout"),
+    (openai.APIConnectionError, "teacher_connection_error"),
+    (openai.RateLimitError, "teacher_rate_limited"),
+    (openai.InternalServerError, "teacher_server_error"),
+    (openai.APIStatusError, "teacher_request_refused"),  # 4xx other than 429: retrying cannot help
+)
+RETRYABLE_STATUS = {408, 409, 429}
+
+
+@dataclass
+class CallSettings:
+    base_url: str
+    model: str
+    api_key: str
+    sampling: dict[str, Any]
+    timeout_s: float
+    max_retries: int
+    backoff_base_s: float
+    backoff_max_s: float
+    concurrency: int
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+
+
+@dataclass
+class CallResult:
+    text: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 0
+    error: str | None = None  # reason tag when the call finally failed
+    detail: str = ""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, (openai.APIConnectionError, TimeoutError, openai.InternalServerError)):
+        return True
+    return isinstance(exc, openai.APIStatusError) and exc.status_code in RETRYABLE_STATUS
+
+
+def retry_after_s(exc: BaseException | None) -> float | None:
+    """Seconds the server asked us to wait (`retry-after-ms`, or `Retry-After` as seconds or an HTTP date)."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value)
+            return max(0.0, parsed.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def failure_reason(exc: BaseException) -> str:
+    return next((reason for cls, reason in FAILURE_REASONS if isinstance(exc, cls)), "teacher_bad_response")
+
+
+def estimate_tokens(messages: list[dict[str, Any]], max_tokens: int) -> int:
+    """Rough token cost of a request for the tokens-per-minute limit: 4 characters a token, 85 per image."""
+    chars, images = 0, 0
+    for msg in messages:
+        parts = msg["content"] if isinstance(msg["content"], list) else [{"type": "text", "text": msg["content"]}]
+        for part in parts:
+            if part.get("type") == "text":
+                chars += len(part.get("text", ""))
+            else:
+                images += 1
+    return chars // 4 + 85 * images + max_tokens
+
+
+class TeacherCaller:
+    """One per actor; all methods run on that actor's event loop."""
+
+    def __init__(self, settings: CallSettings):
+        import httpx
+
+        self.settings = settings
+        limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
+        self.client = openai.AsyncOpenAI(
+            base_url=settings.base_url, api_key=settings.api_key, max_retries=0, timeout=settings.timeout_s,
+            http_client=httpx.AsyncClient(limits=limits, timeout=settings.timeout_s),
+        )
+        self.slots = asyncio.Semaphore(settings.concurrency)
+        self.requests = bucket(settings.requests_per_minute)
+        self.tokens = bucket(settings.tokens_per_minute)
+        self.backoff = wait_exponential_jitter(initial=settings.backoff_base_s, max=settings.backoff_max_s,
+                                               jitter=settings.backoff_base_s)
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = self.backoff(state)
+        asked = retry_after_s(state.outcome.exception() if state.outcome else None)
+        return backoff if asked is None else max(asked, backoff)
+
+    async def _once(self, messages: list[dict[str, Any]]) -> Any:
+        s = self.settings
+        await self.requests.take(1)
+        await self.tokens.take(estimate_tokens(messages, int(s.sampling.get("max_tokens", 0))))
+        async with self.slots:
+            # wait_for bounds the whole call; the client's own timeout only bounds each network read.
+            return await asyncio.wait_for(
+                self.client.chat.completions.create(model=s.model, messages=messages, **s.sampling), s.timeout_s
+            )
+
+    async def call(self, messages: list[dict[str, Any]]) -> CallResult:
+        result = CallResult()
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.settings.max_retries + 1), wait=self._wait,
+                                 retry=retry_if_exception(is_retryable), reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    result.attempts += 1
+                    response = await self._once(messages)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded reason, never a crash
+            result.error, result.detail = failure_reason(exc), f"{type(exc).__name__}: {str(exc)[:300]}"
+            return result
+        choice = response.choices[0] if response.choices else None
+        result.text = choice.message.content if choice is not None else None
+        result.finish_reason = choice.finish_reason if choice is not None else None
+        if response.usage is not None:
+            result.prompt_tokens = response.usage.prompt_tokens or 0
+            result.completion_tokens = response.usage.completion_tokens or 0
+        return result
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,139 @@
+"""Distillation (PAPER.md section 1): short-answer rows -> teacher rationales -> verified CoT + direct SFT data.
+
+    from reasoner_ray.distill import run_distillation
+    result = run_distillation(config, out_dir)   # Ray is started if it is not running yet
+
+Data flow, streamed end to end: `reasoner_ray.data.ray_source.read_dataset(config.data.train)` -> the teacher
+stage (`stage.TeacherStage` on an actor pool) -> the driver, which writes each record as it arrives
+(`output.OutputWriter`) and prints progress. Nothing is materialised: memory stays flat as rows grow.
+When `teacher.start_local` is set and `teacher.base_url` is a loopback address nobody answers on, the project's
+stand-in teacher is started there for the run's duration. The API key is read from the environment variable
+named by `teacher.api_key_env` (a dummy key when unset, for local servers); it is never logged or written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from reasoner_ray.core.config import Config
+from reasoner_ray.distill.cache import ResponseCache
+from reasoner_ray.distill.client import CallSettings
+from reasoner_ray.distill.output import OutputWriter, Tally
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+DUMMY_API_KEY = "no-key"  # local servers (the stand-in teacher, vLLM) accept any key
+
+
+@dataclass
+class DistillResult:
+    input_rows: int
+    verified: int
+    rejected_by_reason: dict[str, int]
+    out_dir: str
+    paths: dict[str, str] = field(default_factory=dict)  # relative name -> absolute path (see output.py)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+    def sft_paths(self, style: str) -> list[str]:
+        return sorted(p for name, p in self.paths.items() if name.startswith("sft/") and name.endswith(f"/{style}.none.jsonl"))
+
+
+def call_settings(config: Config) -> CallSettings:
+    t, actors = config.teacher, config.distill.num_actors
+    sampling = {"temperature": t.temperature, "max_tokens": t.max_tokens}
+    if t.seed is not None:
+        sampling["seed"] = t.seed
+    share = lambda limit: None if limit is None else limit / actors  # noqa: E731 - each actor its part
+    return CallSettings(
+        base_url=t.base_url, model=t.model, api_key=os.environ.get(t.api_key_env) or DUMMY_API_KEY, sampling=sampling,
+        timeout_s=t.timeout_s, max_retries=t.max_retries, backoff_base_s=t.backoff_base_s, backoff_max_s=t.backoff_max_s,
+        concurrency=math.ceil(t.concurrency / actors), requests_per_minute=share(t.requests_per_minute),
+        tokens_per_minute=share(t.tokens_per_minute),
+    )
+
+
+def cache_dir(config: Config) -> str:
+    return config.distill.cache_dir or os.path.join(config.run.dir, "cache", "teacher")
+
+
+def _maybe_start_local_teacher(config: Config, stack: ExitStack) -> None:
+    from reasoner_ray.teacher.launch import LocalTeacher, answers, spec_for_source
+
+    url = urlparse(config.teacher.base_url)
+    if not config.teacher.start_local or url.hostname not in LOOPBACK_HOSTS or answers(config.teacher.base_url):
+        return
+    log.info("starting the stand-in teacher on %s (teacher.start_local)", config.teacher.base_url)
+    stack.enter_context(LocalTeacher(spec_for_source(config.data.train), port=url.port or 80, model_name=config.teacher.model))
+
+
+def _teacher_records(config: Config, settings: CallSettings):
+    import ray
+
+    from reasoner_ray.data.ray_source import read_dataset
+    from reasoner_ray.distill.stage import TeacherStage
+
+    d = config.distill
+    # Enough batches in flight per actor that the semaphore, not the batching, is what limits: while one batch
+    # waits for its slowest row, the others keep the request slots busy.
+    calls_per_actor = math.ceil(settings.concurrency / d.batch_size) + 2
+    pool = ray.data.ActorPoolStrategy(size=d.num_actors, max_tasks_in_flight_per_actor=calls_per_actor,
+                                      max_concurrent_calls_per_actor=calls_per_actor, enable_true_multi_threading=True)
+    return read_dataset(config.data.train).map_batches(
+        TeacherStage, fn_constructor_kwargs={"settings": settings, "cache_dir": cache_dir(config),
+                                             "include_answer": config.teacher.include_answer},
+        batch_size=d.batch_size, batch_format="pyarrow", compute=pool, num_cpus=d.actor_num_cpus,
+    )
+
+
+def _progress_line(tally: Tally) -> str:
+    return (f"distill: {tally.input_rows} rows ({tally.rate():.1f} rows/s) verified {tally.verified} "
+            f"rejected {sum(tally.rejected.values())} cached {tally.cached} retries {tally.retries} "
+            f"errors {tally.failed_calls}")
+
+
+def run_distillation(config: Config, out_dir: str) -> DistillResult:
+    from ray.data import DataContext
+
+    from reasoner_ray.ray_utils import init_ray
+
+    init_ray()
+    swept = ResponseCache(cache_dir(config)).sweep_partial()
+    if swept:
+        log.info("removed %d partial cache files left by a killed run", swept)
+    settings = call_settings(config)
+    ctx = DataContext.get_current()
+    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
+    # Ordered output: a resumed run writes the same files, byte for byte, as an uninterrupted one.
+    ctx.execution_options.preserve_order, ctx.enable_progress_bars = True, config.distill.ray_progress_bars
+    tally, writer = Tally(), OutputWriter(out_dir)
+    try:
+        with ExitStack() as stack:
+            _maybe_start_local_teacher(config, stack)
+            last = time.monotonic()
+            for batch in _teacher_records(config, settings).iter_batches(batch_size=None, batch_format="pyarrow"):
+                for rec in batch.to_pylist():
+                    tally.add(rec)
+                    writer.write(rec)
+                if time.monotonic() - last >= config.distill.progress_every_s:
+                    log.info(_progress_line(tally))
+                    last = time.monotonic()
+    finally:
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+    log.info(_progress_line(tally))
+    summary = tally.summary(config.teacher.prices, config.teacher.model)
+    paths = writer.finish(summary)
+    log.info("distill done: %d verified, %d rejected %s; cost estimate %s USD; outputs in %s", tally.verified,
+             sum(tally.rejected.values()), dict(tally.rejected), summary["estimated_cost_usd"], out_dir)
+    return DistillResult(tally.input_rows, tally.verified, dict(tally.rejected), str(out_dir), paths, summary)

@@ -1,0 +1,132 @@
+"""VLM collation through the model's own processor and chat template; loss only on assistant tokens.
+
+The prompt (user turn with its image, plus the generation prompt) is rendered with the chat template and run
+through the processor, so every processor output (pixel_values, image_grid_thw, mm_token_type_ids, ...)
+reaches the model. The completion is the rest of the rendered conversation after the prompt (the response and
+the template's end-of-turn tokens), tokenized on its own. Only completion tokens carry loss.
+
+A prompt that does not fit `max_length` (with at least one completion token) is never cut: the row is
+filtered before training and counted (`prompt_too_long`); an over-long completion is cut at its end.
+
+Output keys that are per token (same shape as input_ids, e.g. mm_token_type_ids) are padded with the sequence;
+all other processor outputs (pixel_values, image_grid_thw, ...) are concatenated along their first dim.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from reasoner_ray.core.prompts import assistant_message
+from reasoner_ray.data.images import open_image
+
+IGNORE_INDEX = -100
+
+
+class VLMEncoder:
+    """Renders and tokenizes prompts/completions with one processor (picklable: holds only the processor)."""
+
+    def __init__(self, processor):
+        self.processor = processor
+        tok = processor.tokenizer
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def prompt_text(self, messages: list[dict[str, Any]]) -> str:
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def completion_ids(self, messages: list[dict[str, Any]], response: str) -> list[int]:
+        prompt = self.prompt_text(messages)
+        full = self.processor.apply_chat_template(messages + [assistant_message(response)], tokenize=False)
+        if not full.startswith(prompt):
+            raise ValueError("chat template does not render the prompt as a prefix of the conversation")
+        return self.processor.tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+
+    def encode_prompts(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Processor outputs for the prompts, right-padded (B, P); images in example order."""
+        import torch
+
+        texts = [self.prompt_text(ex["messages"]) for ex in examples]
+        images = [open_image(ex["image"]) for ex in examples]
+        out = self.processor(text=texts, images=images, padding=True, padding_side="right",
+                             return_tensors="pt", add_special_tokens=False)
+        return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+    def prompt_length(self, example: dict[str, Any]) -> int:
+        return int(self.encode_prompts([example])["attention_mask"].sum())
+
+
+def fit_filter(encoder: VLMEncoder, examples: list[dict[str, Any]], max_length: int, counts: Counter) -> list[dict[str, Any]]:
+    """Drop (and count) examples whose prompt leaves no room for a completion token within max_length."""
+    kept = []
+    for ex in examples:
+        if encoder.prompt_length(ex) >= max_length:
+            counts["prompt_too_long"] += 1
+        else:
+            kept.append(ex)
+    return kept
+
+
+def is_per_token(key: str, value, input_ids) -> bool:
+    return key not in ("input_ids", "attention_mask") and value.dim() == 2 and value.shape == input_ids.shape
+
+
+def _pad_rows(rows: list[list[int]], value: int):
+    import torch
+
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def concat_sequences(prompts: dict[str, Any], completions: list[list[int]], pad_id: int, repeat: int = 1) -> dict[str, Any]:
+    """Full rows [real prompt tokens, completion tokens, right padding]; row i uses prompt i // repeat.
+
+    Returns model inputs plus `completion_mask` (1 on completion tokens). Non-per-token outputs (pixel_values,
+    image_grid_thw) are repeated so each row has its image.
+    """
+    import torch
+
+    ids, mask = prompts["input_ids"], prompts["attention_mask"]
+    lengths = mask.sum(1).tolist()
+    seqs, comp, per_token = [], [], {k: [] for k, v in prompts.items() if is_per_token(k, v, ids)}
+    for row, completion in enumerate(completions):
+        p, n = row // repeat, lengths[row // repeat]
+        seqs.append(ids[p, :n].tolist() + completion)
+        comp.append([0] * n + [1] * len(completion))
+        for k in per_token:
+            per_token[k].append(prompts[k][p, :n].tolist() + [0] * len(completion))
+    batch = {"input_ids": _pad_rows(seqs, pad_id), "attention_mask": _pad_rows([[1] * len(s) for s in seqs], 0),
+             "completion_mask": _pad_rows(comp, 0)}
+    batch.update({k: _pad_rows(v, 0) for k, v in per_token.items()})
+    for k, v in prompts.items():
+        if k not in batch and k not in ("input_ids", "attention_mask"):
+            batch[k] = torch.cat([v] * repeat, 0) if repeat > 1 else v
+    return batch
+
+
+def collate_sft(encoder: VLMEncoder, examples: list[dict[str, Any]], max_length: int) -> dict[str, Any]:
+    """Model inputs + `labels` (-100 everywhere but the assistant tokens)."""
+    prompts = encoder.encode_prompts(examples)
+    room = [max_length - int(n) for n in prompts["attention_mask"].sum(1)]
+    completions = [encoder.completion_ids(ex["messages"], ex["response"])[:r] for ex, r in zip(examples, room)]
+    batch = concat_sequences(prompts, completions, encoder.pad_id)
+    batch["labels"] = batch["input_ids"].masked_fill(batch.pop("completion_mask") == 0, IGNORE_INDEX)
+    return batch
+
+
+def collate_pairs(encoder: VLMEncoder, examples: list[dict[str, Any]], max_length: int) -> dict[str, Any]:
+    """Prompts once per pair (B, P) + completions interleaved (chosen_0, rejected_0, chosen_1, ...) (2B, C)."""
+    import torch
+
+    prompts = encoder.encode_prompts(examples)
+    room = [max_length - int(n) for n in prompts["attention_mask"].sum(1)]
+    completions = []
+    for ex, r in zip(examples, room):
+        completions.append(encoder.completion_ids(ex["messages"], ex["chosen"])[:r])
+        completions.append(encoder.completion_ids(ex["messages"], ex["rejected"])[:r])
+    batch = {"prompt": prompts, "completions": completions,
+             "completion_ids": _pad_rows(completions, encoder.pad_id),
+             "completion_mask": _pad_rows([[1] * len(c) for c in completions], 0)}
+    if all(ex.get("ref_chosen_logp") is not None for ex in examples):
+        batch["ref_chosen_logps"] = torch.tensor([float(ex["ref_chosen_logp"]) for ex in examples], dtype=torch.float64)
+        batch["ref_rejected_logps"] = torch.tensor([float(ex["ref_rejected_logp"]) for ex in examples], dtype=torch.float64)
+    return batch

@@ -1,0 +1,106 @@
+"""Per-sequence log-probs of completions, and the two ways to get them for preference pairs.
+
+`sequence_logps` is the pure piece: sum over masked positions of log softmax(logits)[target].
+
+For a pair, both responses share the image and the prompt. `pair_logps(..., share_prompt=True)` runs the
+prompt (with its image) once per pair, keeps its KV cache, repeats the cache for the two responses and runs only
+the response tokens on top of it; gradients flow through the cache into the prompt pass. `share_prompt=False`
+runs prompt+response as one sequence per response (TRL's layout). Both give the same numbers up to float
+rounding. The shared mode needs the KV cache, so it is off under gradient checkpointing.
+
+Positions are explicit in the shared mode (prompts are right-padded, so the response rows have padding holes):
+a registry maps the model type to its position-id builder (Qwen2-VL's M-RoPE index, else a running count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from reasoner_ray.train.collate import concat_sequences, is_per_token
+
+
+def sequence_logps(logits, targets, mask):
+    """sum_t mask[n,t] * log softmax(logits[n,t])[targets[n,t]]  -> (N,). logits (N,T,V) aligned with targets."""
+    import torch
+
+    logits = logits.float()
+    picked = torch.gather(logits, -1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    token_logps = picked - torch.logsumexp(logits, dim=-1)
+    return (token_logps * mask).sum(-1)
+
+
+def shifted_logps(logits, input_ids, completion_mask):
+    """Log-probs of the completion tokens of full sequences (logit t predicts token t+1)."""
+    return sequence_logps(logits[:, :-1], input_ids[:, 1:], completion_mask[:, 1:])
+
+
+def _running_positions(model, input_ids, attention_mask, extras):
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(attention_mask == 0, 0)
+
+
+def _mrope_positions(model, input_ids, attention_mask, extras):
+    owner = next(m for m in model.modules() if hasattr(m, "get_rope_index"))
+    positions, _ = owner.get_rope_index(input_ids, mm_token_type_ids=extras["mm_token_type_ids"],
+                                        image_grid_thw=extras.get("image_grid_thw"), attention_mask=attention_mask)
+    return positions
+
+
+PositionBuilder = Callable[[Any, Any, Any, dict], Any]
+POSITION_BUILDERS: dict[str, PositionBuilder] = {"qwen2_vl": _mrope_positions, "qwen2_5_vl": _mrope_positions}
+
+
+def position_builder(model) -> PositionBuilder:
+    config = getattr(model, "config", None)
+    return POSITION_BUILDERS.get(getattr(config, "model_type", ""), _running_positions)
+
+
+def unwrap(model):
+    """The HF module under a DeepSpeed engine (which forwards calls but hides `.config`)."""
+    return getattr(model, "module", model)
+
+
+def _full_pair_logps(model, batch: dict[str, Any], pad_id: int):
+    import torch
+
+    completions = batch["completions"]
+    reordered = completions[0::2] + completions[1::2]  # [chosen..., rejected...] like TRL
+    # row i of `reordered` uses prompt i % B: build as repeat=1 over a doubled prompt batch
+    prompts = {k: torch.cat([v, v], 0) for k, v in batch["prompt"].items()}
+    full = concat_sequences(prompts, reordered, pad_id)
+    mask = full.pop("completion_mask")
+    out = model(**full, use_cache=False)
+    logps = shifted_logps(out.logits, full["input_ids"], mask)
+    return logps.chunk(2)
+
+
+def _shared_pair_logps(model, batch: dict[str, Any], pad_id: int):
+    import torch
+
+    prompt, comp_ids, comp_mask = batch["prompt"], batch["completion_ids"], batch["completion_mask"]
+    p_ids, p_mask = prompt["input_ids"], prompt["attention_mask"]
+    width = p_ids.shape[1]
+    extras = {k: v for k, v in prompt.items() if k not in ("input_ids", "attention_mask")}
+    # Positions of the full (2B, P + C) rows, computed once; the prompt pass takes the chosen rows' prefix.
+    full_ids = torch.cat([p_ids.repeat_interleave(2, 0), comp_ids], 1)
+    full_mask = torch.cat([p_mask.repeat_interleave(2, 0), comp_mask], 1)
+    full_extras = {k: (torch.cat([v.repeat_interleave(2, 0), torch.zeros_like(comp_ids)], 1) if is_per_token(k, v, p_ids)
+                       else v.repeat_interleave(2, 0)) for k, v in extras.items() if k != "pixel_values"}
+    positions = position_builder(unwrap(model))(unwrap(model), full_ids, full_mask, full_extras)
+    prompt_out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=positions[..., 0::2, :width],
+                       use_cache=True, **extras)
+    cache = prompt_out.past_key_values
+    cache.batch_repeat_interleave(2)
+    last = p_mask.sum(1) - 1
+    first_logits = prompt_out.logits[torch.arange(p_ids.shape[0]), last].repeat_interleave(2, 0)
+    comp_out = model(input_ids=comp_ids, attention_mask=full_mask, position_ids=positions[..., width:],
+                     past_key_values=cache, use_cache=True)
+    logits = torch.cat([first_logits.unsqueeze(1), comp_out.logits[:, :-1]], 1)
+    logps = sequence_logps(logits, comp_ids, comp_mask)
+    return logps[0::2], logps[1::2]
+
+
+def pair_logps(model, batch: dict[str, Any], pad_id: int, share_prompt: bool = True):
+    """(chosen_logps, rejected_logps), each (B,), for a batch from `collate_pairs`."""
+    return (_shared_pair_logps if share_prompt else _full_pair_logps)(model, batch, pad_id)

@@ -1,0 +1,83 @@
+"""DPO losses through a registry, and the metrics under TRL's names. Pure torch; no Ray, no DeepSpeed.
+
+With policy log-probs pi_c, pi_r and reference log-probs ref_c, ref_r (sums over the response tokens):
+    z = (pi_c - ref_c) - (pi_r - ref_r)
+    sigmoid (DPO, Rafailov et al. eq. 7, with label smoothing eps of conservative DPO):
+        loss = -(1 - eps) * log sigmoid(beta z) - eps * log sigmoid(-beta z)
+    ipo (Azar et al. eq. 17, on per-token averaged log-ratios as TRL does):
+        loss = (z_avg - 1 / (2 beta))^2
+    plus, when nll_weight > 0, nll_weight * (-pi_c / chosen_tokens): the chosen response's mean token NLL, the
+    usual fix when the chosen reward keeps falling.
+Worked numbers are in tests/train/test_losses.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class PairLogps:
+    policy_chosen: object  # (B,) tensors
+    policy_rejected: object
+    ref_chosen: object
+    ref_rejected: object
+    chosen_tokens: object  # (B,) number of response tokens, for IPO and the NLL term
+    rejected_tokens: object
+
+
+def _sigmoid(lp: PairLogps, beta: float, label_smoothing: float):
+    import torch.nn.functional as F
+
+    z = (lp.policy_chosen - lp.ref_chosen) - (lp.policy_rejected - lp.ref_rejected)
+    return -(1 - label_smoothing) * F.logsigmoid(beta * z) - label_smoothing * F.logsigmoid(-beta * z)
+
+
+def _ipo(lp: PairLogps, beta: float, label_smoothing: float):
+    chosen = (lp.policy_chosen - lp.ref_chosen) / lp.chosen_tokens.clamp_min(1)
+    rejected = (lp.policy_rejected - lp.ref_rejected) / lp.rejected_tokens.clamp_min(1)
+    return (chosen - rejected - 1 / (2 * beta)) ** 2
+
+
+LossFn = Callable[[PairLogps, float, float], object]
+DPO_LOSSES: dict[str, LossFn] = {"sigmoid": _sigmoid, "ipo": _ipo}
+
+
+def dpo_loss(lp: PairLogps, loss_type: str = "sigmoid", beta: float = 0.1, label_smoothing: float = 0.0,
+             nll_weight: float = 0.0):
+    """(scalar loss = batch mean, metrics dict of floats under TRL's names)."""
+    try:
+        per_pair = DPO_LOSSES[loss_type](lp, beta, label_smoothing)
+    except KeyError:
+        raise ValueError(f"dpo.loss {loss_type!r} is not one of {sorted(DPO_LOSSES)}") from None
+    loss = per_pair.mean()
+    metrics = dpo_metrics(lp, beta)
+    if nll_weight > 0:
+        nll = (-lp.policy_chosen / lp.chosen_tokens.clamp_min(1)).mean()
+        loss = loss + nll_weight * nll
+        metrics["nll_loss"] = float(nll.detach())
+    metrics["loss"] = float(loss.detach())
+    return loss, metrics
+
+
+def dpo_metrics(lp: PairLogps, beta: float) -> dict[str, float]:
+    chosen = beta * (lp.policy_chosen - lp.ref_chosen).detach()
+    rejected = beta * (lp.policy_rejected - lp.ref_rejected).detach()
+    return {
+        "rewards/chosen": float(chosen.mean()),
+        "rewards/rejected": float(rejected.mean()),
+        "rewards/accuracies": float((chosen > rejected).float().mean()),
+        "rewards/margins": float((chosen - rejected).mean()),
+        "logps/chosen": float(lp.policy_chosen.detach().mean()),
+        "logps/rejected": float(lp.policy_rejected.detach().mean()),
+    }
+
+
+def sft_loss(logits, labels):
+    """Mean token NLL over the positions whose label is not -100 (what HF's labels loss computes)."""
+    from reasoner_ray.train.logprobs import shifted_logps
+
+    mask = (labels != -100).long()
+    total = shifted_logps(logits, labels, mask)
+    return -total.sum() / mask[:, 1:].sum().clamp_min(1)

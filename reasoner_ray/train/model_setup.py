@@ -1,0 +1,72 @@
+"""Model preparation on each training worker: load, freeze vision tower / projector, LoRA, checkpointing.
+
+Parameter groups are found by name through a small table of prefixes per part (Qwen2-VL: `visual.*` with the
+projector at `visual.merger.*`; LLaVA: `vision_tower.*` and `multi_modal_projector.*`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+PART_MARKERS = {
+    "projector": ("visual.merger.", "multi_modal_projector."),
+    "vision": ("visual.", "vision_tower.", "vision_model."),
+}
+
+
+def part_of(name: str) -> str:
+    """'projector', 'vision' or 'language' for a parameter name (projector checked first: it sits under visual.)."""
+    for part, markers in PART_MARKERS.items():
+        if any(m in name for m in markers):
+            return part
+    return "language"
+
+
+def freeze_parts(model, freeze_vision: bool, freeze_projector: bool) -> dict[str, int]:
+    """Turn off gradients of the chosen parts; returns trainable parameter counts per part."""
+    frozen = {p for p, on in (("vision", freeze_vision), ("projector", freeze_projector)) if on}
+    counts = {"vision": 0, "projector": 0, "language": 0}
+    for name, param in model.named_parameters():
+        part = part_of(name)
+        if part in frozen:
+            param.requires_grad_(False)
+        elif param.requires_grad:
+            counts[part] += param.numel()
+    return counts
+
+
+def param_groups(model, lr: float, vision_lr: float | None, weight_decay: float) -> list[dict]:
+    vision, rest = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (vision if vision_lr is not None and part_of(name) == "vision" else rest).append(param)
+    groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay}]
+    if vision:
+        groups.append({"params": vision, "lr": vision_lr, "weight_decay": weight_decay})
+    return groups
+
+
+def apply_lora(model, rank: int, alpha: int):
+    """Wrap the language model's linear layers with a LoRA adapter (peft); the vision side stays as configured."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0,
+                        target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
+    return get_peft_model(model, config)
+
+
+def prepare_model(path: str, dtype: str, train_cfg, freeze_vision: bool, freeze_projector: bool):
+    from reasoner_ray.models.loading import load_model_and_processor
+
+    model, processor = load_model_and_processor(path, dtype)
+    counts = freeze_parts(model, freeze_vision, freeze_projector)
+    if train_cfg.lora_rank > 0:
+        model = apply_lora(model, train_cfg.lora_rank, train_cfg.lora_alpha)
+    if train_cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    model.train()
+    log.info("trainable parameters per part: %s", counts)
+    return model, processor

@@ -1,0 +1,77 @@
+"""Driver side of a training run: start Ray Train's TorchTrainer and turn its result into a `TrainResult`.
+
+Ray Train stores checkpoints under `<out_dir>/ray/<stage>`; the same out_dir run again restores that run and
+resumes from its latest checkpoint. Metrics go through `tracking.RunLogger` (console, metrics.jsonl,
+TensorBoard). The exported model lands in `<out_dir>/model`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from reasoner_ray.core.config import Config
+from reasoner_ray.train.loop import TrainResult, train_func
+
+log = logging.getLogger(__name__)
+
+
+def _project_dir(name: str) -> str:
+    root = Path(os.environ.get("REASONER_CACHE_ROOT", Path(__file__).resolve().parents[2]))
+    return str(root / name)
+
+
+def run_training(config: Config, stage: str, model_path: str, examples: list[dict[str, Any]], out_dir: str,
+                 counts: Counter) -> TrainResult:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from reasoner_ray.ray_utils import init_ray
+    from reasoner_ray.train.schedule import sample_order
+    from reasoner_ray.train.steps import stage_settings
+    from reasoner_ray.train.tracking import RunLogger
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    settings = stage_settings(config, stage)
+    gbs = settings["global_batch_size"]
+    order = sample_order(len(examples), settings["epochs"], gbs, config.run.seed)
+    total_steps = len(order) // gbs
+    counts = Counter(counts, examples_used=len(examples))
+    log.info("[%s] %d examples, %d steps of %d, %d workers, ZeRO-%d; counts %s", stage, len(examples), total_steps,
+             gbs, config.train.num_workers, config.train.zero_stage, dict(counts))
+    extensions = os.environ.setdefault("TORCH_EXTENSIONS_DIR", _project_dir(".cache/torch_extensions"))
+    init_ray()
+    trainer = TorchTrainer(
+        train_func,
+        train_loop_config={"config": config.model_dump(mode="json"), "stage": stage, "examples": examples,
+                           "order": order, "model_path": model_path, "out_dir": str(out),
+                           "torch_extensions_dir": extensions},
+        scaling_config=ScalingConfig(num_workers=config.train.num_workers, use_gpu=config.train.use_gpu),
+        torch_config=TorchConfig(backend="nccl" if config.train.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=stage,
+            storage_path=str(out / "ray"),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=config.train.max_failures),
+            callbacks=[RunLogger(str(out), stage, total_steps, config.train.tracker)],
+        ),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    model_dir = out / "model"
+    with result.checkpoint.as_directory() as d:
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        shutil.copytree(Path(d, "hf"), model_dir)
+    history = out / "metrics.jsonl"
+    rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()] if history.is_file() else []
+    (out / "counts.json").write_text(json.dumps(dict(counts), indent=2))
+    return TrainResult(model_dir=str(model_dir), steps=total_steps, metrics=rows[-1] if rows else {},
+                       history_path=str(history), counts=dict(counts))

@@ -1,0 +1,58 @@
+"""One micro-batch of each stage: how to collate it and what loss it gives (registry keyed by stage name).
+
+SFT: the mean token NLL of the assistant tokens (`losses.sft_loss`, equal to the model's own labels loss).
+DPO: policy log-probs of both responses (prompt once per pair when `dpo.share_prompt`), the reference
+log-probs stored in the rows, and the configured loss from `losses.DPO_LOSSES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from reasoner_ray.train.collate import VLMEncoder, collate_pairs, collate_sft
+from reasoner_ray.train.logprobs import pair_logps
+from reasoner_ray.train.losses import PairLogps, dpo_loss, sft_loss
+
+
+@dataclass(frozen=True)
+class Stage:
+    collate: Callable[[VLMEncoder, list[dict[str, Any]], int], dict[str, Any]]
+    loss: Callable[[Any, dict[str, Any], VLMEncoder, Any], tuple[Any, dict[str, float]]]
+
+
+def _sft_loss(model, batch, encoder, config):
+    labels = batch.pop("labels")
+    out = model(**batch, use_cache=False)
+    loss = sft_loss(out.logits, labels)
+    return loss, {"loss": float(loss.detach()), "tokens": float((labels != -100).sum())}
+
+
+def _dpo_loss(model, batch, encoder, config):
+    if "ref_chosen_logps" not in batch:
+        raise ValueError("DPO batch has no reference log-probs: run compute_reference_logps first")
+    share = config.dpo.share_prompt and not config.train.gradient_checkpointing  # sharing needs the KV cache
+    chosen, rejected = pair_logps(model, batch, encoder.pad_id, share_prompt=share)
+    tokens = batch["completion_mask"].sum(1).to(chosen.dtype)
+    logps = PairLogps(chosen, rejected, batch["ref_chosen_logps"].to(chosen.dtype),
+                      batch["ref_rejected_logps"].to(chosen.dtype), tokens[0::2], tokens[1::2])
+    loss, metrics = dpo_loss(logps, config.dpo.loss, config.dpo.beta, config.dpo.label_smoothing, config.dpo.nll_weight)
+    return loss, metrics
+
+
+STAGES: dict[str, Stage] = {
+    "sft": Stage(collate=collate_sft, loss=_sft_loss),
+    "dpo": Stage(collate=collate_pairs, loss=_dpo_loss),
+}
+
+
+def stage_settings(config, stage: str) -> dict[str, Any]:
+    """lr / batch / epochs / freezing for a stage, from its own config section."""
+    if stage == "sft":
+        s = config.sft
+        return dict(lr=s.lr, vision_lr=s.vision_lr, global_batch_size=s.global_batch_size, epochs=s.epochs,
+                    freeze_vision=config.train.freeze_vision, freeze_projector=config.train.freeze_projector)
+    d = config.dpo
+    return dict(lr=d.lr, vision_lr=None, global_batch_size=d.global_batch_size, epochs=d.epochs,
+                freeze_vision=d.freeze_vision, freeze_projector=d.freeze_projector)

@@ -1,0 +1,1 @@
+"""reasoner-ray's OpenAI-compatible HTTP endpoint on Ray Serve (import path: `serve.app:build_app`)."""

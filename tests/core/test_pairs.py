@@ -1,0 +1,158 @@
+"""The preference-pair builder: worked cases, then properties (never two corrects, cap and band respected)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reasoner_ray.core.pairs import PairStats, ScoredSample, build_pairs, truncate
+from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow
+
+
+def sample(qid: str, index: int, correct: bool, text: str | None = None, reason: str | None = None) -> ScoredSample:
+    return ScoredSample(qid, index, text or f"{qid} chain {index}", 1.0 if correct else 0.0, correct, reason)
+
+
+def question(qid: str, n_correct: int, n_total: int = 32) -> list[ScoredSample]:
+    return [sample(qid, i, i < n_correct) for i in range(n_total)]
+
+
+def test_band_edges_are_inclusive():
+    samples = question("q8", 8) + question("q7", 7) + question("q27", 27) + question("q28", 28)
+    result = build_pairs(samples)  # 8/32 = 0.25 and 27/32 = 0.84 kept; 7/32 and 28/32 = 0.875 dropped
+    assert {p.question_id for p in result.pairs} == {"q8", "q27"}
+    assert result.stats == PairStats(samples_seen=128, questions_seen=4, questions_kept=2, pairs=6,
+                                     dropped_outside_band=2)  # fmt: skip
+
+
+def test_drop_reasons():
+    samples = (
+        question("all_right", 4, 4)
+        + question("all_wrong", 0, 4)
+        + [sample("no_answer", i, False, reason="unparsed") for i in range(4)]
+        + [sample("bad_gold", i, False, reason="gold_error") for i in range(4)]
+        + [sample("same_text", 0, True, "identical"), sample("same_text", 1, False, "identical")]
+    )
+    stats = build_pairs(samples, band=(0.0, 1.0)).stats
+    assert stats == PairStats(samples_seen=18, questions_seen=5, questions_kept=0, pairs=0, dropped_gold_error=1,
+                              dropped_unparsed=1, dropped_all_correct=1, dropped_all_wrong=1,
+                              dropped_no_distinct_pair=1)  # fmt: skip
+    assert sum(v for k, v in stats.as_dict().items() if k.startswith("dropped_")) == stats.questions_seen
+
+
+def test_unparsed_chains_count_as_wrong_and_can_be_rejected():
+    samples = [sample("q", 0, True), sample("q", 1, False, reason="unparsed")]
+    (pair,) = build_pairs(samples, band=(0.0, 1.0)).pairs
+    assert (pair.chosen_index, pair.rejected_index) == (0, 1)
+
+
+def test_at_most_max_pairs_and_distinct_chains_first():
+    result = build_pairs(question("q", 16), max_pairs=3)
+    assert len(result.pairs) == 3
+    assert len({p.chosen for p in result.pairs}) == 3 and len({p.rejected for p in result.pairs}) == 3
+    assert len(build_pairs(question("q", 16), max_pairs=5).pairs) == 5
+
+
+def test_reuses_chains_when_few_are_distinct():
+    samples = [sample("q", 0, True), sample("q", 1, False), sample("q", 2, False)]
+    result = build_pairs(samples, band=(0.0, 1.0), max_pairs=3)
+    assert sorted(p.rejected_index for p in result.pairs) == [1, 2]  # only two distinct pairs exist
+    assert all(p.chosen_index == 0 for p in result.pairs)
+
+
+def test_never_pairs_equal_scores():
+    # Graded metrics: a "correct" chain must still score strictly higher than the rejected one.
+    samples = [ScoredSample("q", 0, "a", 0.9, True), ScoredSample("q", 1, "b", 0.9, False)]
+    assert build_pairs(samples, band=(0.0, 1.0)).stats.dropped_no_distinct_pair == 1
+
+
+def test_duplicate_texts_do_not_make_duplicate_pairs():
+    samples = [sample("q", i, True, "same right") for i in range(3)] + [sample("q", 3 + i, False, "same wrong") for i in range(3)]
+    assert len(build_pairs(samples, band=(0.0, 1.0)).pairs) == 1
+
+
+def test_truncation_keeps_original_spacing_and_drops_pairs_identical_after_it():
+    assert truncate("one  two\nthree four", 3) == "one  two\nthree"
+    assert truncate("short text", 90) == "short text"
+    assert truncate("  lead ing", 1) == "  lead"
+    shared = " ".join(f"w{i}" for i in range(100))
+    samples = [sample("q", 0, True, shared + " ### Answer: A"), sample("q", 1, False, shared + " ### Answer: B")]
+    assert build_pairs(samples, band=(0.0, 1.0)).pairs  # distinct in full
+    result = build_pairs(samples, band=(0.0, 1.0), truncate_words=90)
+    assert result.pairs == [] and result.stats.dropped_no_distinct_pair == 1  # identical in their first 90 words
+
+
+def test_seeded_and_order_independent():
+    samples = question("a", 10) + question("b", 20)
+    first = build_pairs(samples, seed=7).pairs
+    shuffled = samples[:]
+    random.Random(1).shuffle(shuffled)
+    assert build_pairs(shuffled, seed=7).pairs == first
+    assert build_pairs(samples, seed=8).pairs != first
+    # A question's pairs do not depend on which other questions are present.
+    assert [p for p in first if p.question_id == "a"] == build_pairs(question("a", 10), seed=7).pairs
+
+
+def test_from_record_and_preference_row():
+    row = RolloutRow(question_id="q", sample_index=3, temperature=1.0, text="t", value=1.0, correct=True)
+    assert ScoredSample.from_record(row) == ScoredSample("q", 3, "t", 1.0, True)
+    assert ScoredSample.from_record(row.to_record() | {"answer": "x"}) == ScoredSample("q", 3, "t", 1.0, True)
+    (pair,) = build_pairs([sample("q", 0, True), sample("q", 1, False)], band=(0.0, 1.0)).pairs
+    preference = pair.to_preference_row("What shape?", ImageRef(path="img.png"), [{"role": "user", "content": []}],
+                                        round=1, sampling={"temperature": 1.0})  # fmt: skip
+    assert isinstance(preference, PreferenceRow)
+    assert (preference.chosen, preference.rejected, preference.chosen_score, preference.round) == (
+        "q chain 0", "q chain 1", 1.0, 1)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"band": (0.9, 0.1)}, {"band": (-0.1, 0.5)}, {"max_pairs": 0}, {"truncate_words": 0}]
+)
+def test_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        build_pairs([], **kwargs)
+
+
+# --- properties -------------------------------------------------------------------------------------------
+
+scored = st.builds(
+    ScoredSample,
+    question_id=st.sampled_from(["q1", "q2", "q3", "q4"]),
+    sample_index=st.just(0),
+    text=st.sampled_from(["a", "b", "c", "d", "a b c", "a b d", "x y z w"]),  # few texts: many duplicates
+    value=st.sampled_from([0.0, 0.3, 0.6, 0.9, 1.0]),
+    correct=st.booleans(),
+    reason=st.sampled_from([None, None, "unparsed"]),
+)
+bands = st.tuples(st.floats(0, 1), st.floats(0, 1)).map(sorted).map(tuple)
+
+
+@settings(max_examples=300)
+@given(st.lists(scored, max_size=60), bands, st.integers(1, 4), st.sampled_from([None, 1, 2]), st.integers(0, 3))
+def test_pair_properties(samples, band, max_pairs, truncate_words, seed):
+    samples = [replace(s, sample_index=i) for i, s in enumerate(samples)]  # unique, as the rollout stage makes them
+    result = build_pairs(samples, band=band, max_pairs=max_pairs, truncate_words=truncate_words, seed=seed)
+    by_index = {s.sample_index: s for s in samples}
+    per_question: dict[str, int] = {}
+    for pair in result.pairs:
+        chosen, rejected = by_index[pair.chosen_index], by_index[pair.rejected_index]
+        assert chosen.question_id == rejected.question_id == pair.question_id
+        assert (pair.chosen, pair.rejected) == (truncate(chosen.text, truncate_words), truncate(rejected.text, truncate_words))
+        assert chosen.correct and not rejected.correct  # never two corrects or two incorrects
+        assert pair.chosen != pair.rejected  # never identical texts
+        assert pair.chosen_score > pair.rejected_score  # never equal scores
+        assert truncate_words is None or len(pair.chosen.split()) <= truncate_words
+        group = [s for s in samples if s.question_id == pair.question_id]
+        accuracy = sum(s.correct for s in group) / len(group)
+        assert band[0] <= accuracy <= band[1]
+        per_question[pair.question_id] = per_question.get(pair.question_id, 0) + 1
+    assert all(n <= max_pairs for n in per_question.values())
+    assert len({(p.question_id, p.chosen, p.rejected) for p in result.pairs}) == len(result.pairs)
+    stats = result.stats
+    dropped = sum(v for k, v in stats.as_dict().items() if k.startswith("dropped_"))
+    assert stats.questions_seen == len({s.question_id for s in samples}) == stats.questions_kept + dropped
+    assert stats.questions_kept == len(per_question) and stats.pairs == len(result.pairs)

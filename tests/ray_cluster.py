@@ -1,0 +1,60 @@
+"""A real `ray start --head` cluster on 127.0.0.1 for tests that submit jobs, with token authentication ON.
+
+Ray 2.60 enables token auth by default. The cluster here is started with RAY_AUTH_MODE=token and a fresh
+random RAY_AUTH_TOKEN (never the user's ~/.ray/auth_token), and `ray job submit` gets the same two variables:
+the same thing a user does against a real cluster (see README, "Ray job authentication").
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def local_cluster(num_cpus: int = 2):
+    temp = Path(tempfile.mkdtemp(prefix="rc-", dir=ROOT / ".tmp"))
+    gcs_port, dash_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    env.pop("RAY_ADDRESS", None)
+    start = [str(BIN / "ray"), "start", "--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
+             f"--num-cpus={num_cpus}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
+             f"--temp-dir={temp}", "--disable-usage-stats", "--include-dashboard=true"]
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    try:
+        yield {"address": f"http://127.0.0.1:{dash_port}", "env": env, "gcs": f"127.0.0.1:{gcs_port}"}
+    finally:
+        # Stop only this cluster's processes (by its temp dir), never every Ray on the machine.
+        subprocess.run(["pkill", "-f", str(temp)], check=False)
+        subprocess.run(["pkill", "-f", f"--gcs-address=127.0.0.1:{gcs_port}"], check=False)
+        subprocess.run(["pkill", "-f", f"gcs_server.*--gcs_server_port={gcs_port}"], check=False)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def submit(cluster: dict, entrypoint: list[str], timeout: float = 600, extra_env: dict | None = None,
+           ) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "ray"), "job", "submit", f"--address={cluster['address']}", f"--working-dir={ROOT}", "--"]
+    env = {**cluster["env"], **(extra_env or {})}
+    return subprocess.run(cmd + entrypoint, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
