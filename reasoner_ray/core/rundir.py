@@ -1,0 +1,66 @@
+"""The run directory: one map from stage to folder, and the manifest of completed stages.
+
+    <run dir>/
+      manifest.json                 completed stages with input/output counts, seconds, extras
+      config.yaml                   the config the run was started with
+      distill/                      teacher rationales (SFT rows), rejected rows, accounting
+      sft/                          SFT checkpoints and export/
+      eval/sft/                     evaluation of the SFT model
+      rounds/r1/rollouts/ ... /eval round 1's rollouts, rewards, pairs, reference log-probs, DPO, eval
+      report/                       report.md and plots
+
+A stage is named like `r1/dpo`; `stage_dir()` is the only place that maps names to folders. Each stage folder
+holds `output/` (cleared and rewritten when an unfinished stage is re-run) and `work/` (kept across restarts:
+caches, training checkpoints), so re-running a killed stage resumes its work but never duplicates output.
+Pure: no I/O here (reasoner_ray.storage does the reading and writing).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+ROUND_STAGES = ("rollouts", "rewards", "pairs", "reference", "dpo", "eval")
+RUN_STAGES = ("distill", "sft", "eval_sft", "report")
+_FOLDERS = {"distill": "distill", "sft": "sft", "eval_sft": "eval/sft", "report": "report"}
+
+
+def round_stage(round_index: int, name: str) -> str:
+    if name not in ROUND_STAGES:
+        raise ValueError(f"unknown round stage {name!r}; expected one of {ROUND_STAGES}")
+    return f"r{round_index}/{name}"
+
+
+def stage_dir(stage: str) -> str:
+    """Folder of a stage, relative to the run directory."""
+    if stage in _FOLDERS:
+        return _FOLDERS[stage]
+    head, sep, name = stage.partition("/")
+    if sep and head.startswith("r") and head[1:].isdigit() and name in ROUND_STAGES:
+        return f"rounds/{head}/{name}"
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+class StageRecord(BaseModel):
+    inputs: int
+    outputs: int
+    seconds: float
+    finished_at: float = Field(default_factory=time.time)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    """Completed stages in completion order. Written after a stage's output is complete, never before."""
+
+    config_hash: str = ""
+    stages: dict[str, StageRecord] = Field(default_factory=dict)
+
+    def done(self, stage: str) -> bool:
+        return stage in self.stages
+
+    def record(self, stage: str, inputs: int, outputs: int, seconds: float, **extra: Any) -> StageRecord:
+        rec = StageRecord(inputs=inputs, outputs=outputs, seconds=seconds, extra=extra)
+        self.stages[stage] = rec
+        return rec

@@ -1,0 +1,125 @@
+"""The whole method as a sequence of stages: [distill] -> [SFT -> eval] -> rounds of
+rollouts -> rewards -> pairs -> reference log-probs -> DPO -> eval, then the report.
+
+Every model a stage produces lives at `<stage output>/model` (a HF folder that transformers and vLLM load), so
+the policy of round r and the reference are found from the run directory alone, and a restarted job picks
+up exactly where the manifest says it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasoner_ray.core.config import Config
+from reasoner_ray.core.rundir import round_stage
+from reasoner_ray.pipeline import generation_stages as gen
+from reasoner_ray.pipeline.report import markdown_table, report_rows, write_report
+from reasoner_ray.pipeline.runner import StageCounts, StageIO, StageRunner
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+
+
+@dataclass
+class RunResult:
+    report_path: Path
+    table: str
+    final_model: str
+
+
+def _place_model(export: str | Path, io: StageIO) -> Path:
+    """Move a trainer's export to the stage's canonical model folder."""
+    target = io.output / MODEL_DIR
+    export = Path(export)
+    if export.resolve() != target.resolve():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(export, target)
+    return target
+
+
+def distill_stage(config: Config):
+    def run(io: StageIO) -> StageCounts:
+        from reasoner_ray.distill import run_distillation
+
+        result = run_distillation(config, str(io.output), work_dir=str(io.work))
+        return StageCounts(result.inputs, result.verified, {"rejected": dict(result.rejected_by_reason),
+                                                              "sft_rows": str(result.sft_rows_path)})
+
+    return run
+
+
+def sft_stage(config: Config, base_model: str, rows_path: str):
+    def run(io: StageIO) -> StageCounts:
+        from reasoner_ray.train.sft import run_sft
+
+        result = run_sft(config, base_model, rows_path, str(io.work))
+        model = _place_model(result.export_path, io)
+        return StageCounts(result.samples, result.steps, {"model": str(model), "metrics_path": str(result.metrics_path)})
+
+    return run
+
+
+def reference_stage(config: Config, ref_model: str, pairs_path: Path):
+    def run(io: StageIO) -> StageCounts:
+        from reasoner_ray.train.reference import compute_reference_logps
+
+        out = io.output / gen.PAIRS_FILE
+        counts = compute_reference_logps(config, ref_model, str(pairs_path), str(out))
+        return StageCounts(counts.inputs, counts.outputs, {"reference_model": ref_model})
+
+    return run
+
+
+def dpo_stage(config: Config, policy: str, pairs_path: Path):
+    def run(io: StageIO) -> StageCounts:
+        from reasoner_ray.train.dpo import run_dpo
+
+        result = run_dpo(config, policy, str(pairs_path), str(io.work))
+        model = _place_model(result.export_path, io)
+        return StageCounts(result.samples, result.steps, {"model": str(model), "metrics_path": str(result.metrics_path),
+                                                          **{k: v for k, v in result.final_metrics.items()}})
+
+    return run
+
+
+def run_pipeline(config: Config) -> RunResult:
+    from reasoner_ray.models.loading import resolve_model_path
+
+    started = time.time()
+    runner = StageRunner(config)
+    policy = resolve_model_path(config)
+    log.info("base model: %s", policy)
+
+    if config.distill.enabled:
+        runner.run("distill", distill_stage(config))
+    if config.sft.enabled:
+        rows_path = runner.manifest.stages["distill"].extra["sft_rows"] if config.distill.enabled else config.data.train.path
+        runner.run("sft", sft_stage(config, policy, rows_path))
+        policy = str(runner.output("sft") / MODEL_DIR)
+        runner.run("eval_sft", gen.eval_stage(config, policy, 0))
+    reference = policy
+
+    for r in range(1, config.rounds + 1):
+        name = lambda stage: round_stage(r, stage)  # noqa: E731
+        runner.run(name("rollouts"), gen.rollouts_stage(config, policy, r))
+        runner.run(name("rewards"), gen.rewards_stage(runner.output(name("rollouts"))))
+        runner.run(name("pairs"), gen.pairs_stage(config, runner.output(name("rewards")), r))
+        runner.run(name("reference"), reference_stage(config, reference, runner.output(name("pairs")) / gen.PAIRS_FILE))
+        runner.run(name("dpo"), dpo_stage(config, policy, runner.output(name("reference")) / gen.PAIRS_FILE))
+        policy = str(runner.output(name("dpo")) / MODEL_DIR)
+        runner.run(name("eval"), gen.eval_stage(config, policy, r))
+        if config.dpo.reference == "previous":
+            reference = policy
+
+    report_dir = runner.output("report")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    notes = [f"final model: {policy}", f"total wall time this invocation: {time.time() - started:.0f} s",
+             f"config: {config.run.dir}/config.json"]
+    path = write_report(runner.manifest, config.rounds, report_dir, f"reasoner-ray run: {config.run.name}", notes)
+    runner.run_dir.commit("report")
+    return RunResult(path, markdown_table(report_rows(runner.manifest, config.rounds)), policy)

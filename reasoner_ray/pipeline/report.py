@@ -1,0 +1,129 @@
+"""The run report: a Markdown table per round and PNG plots, built from the manifest and stage outputs.
+
+Rows: "sft" (round 0) and each DPO round. Columns: pairs, CoT and direct accuracy (± standard error), the mean
+DPO reward margin of the round's last logged steps, and wall time per stage. Plots: accuracy per round, DPO
+reward margins over steps, and why questions gave no pair.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reasoner_ray.core.rundir import Manifest
+
+DROP_KEYS = ("dropped_all_correct", "dropped_all_wrong", "dropped_outside_band", "dropped_unparsed",
+             "dropped_no_distinct_pair", "dropped_gold_error")
+
+
+def _acc(manifest: Manifest, stage: str, style: str) -> str:
+    rec = manifest.stages.get(stage)
+    if rec is None or style not in rec.extra:
+        return "-"
+    s = rec.extra[style]
+    return f"{100 * s['accuracy']:.1f} ± {100 * s['stderr']:.1f}"
+
+
+def _margin_history(path: str | None) -> list[tuple[int, float]]:
+    if not path or not Path(path).is_file():
+        return []
+    points = []
+    for line in Path(path).read_text().splitlines():
+        rec = json.loads(line)
+        if "rewards/margins" in rec:
+            points.append((int(rec.get("step", len(points))), float(rec["rewards/margins"])))
+    return points
+
+
+def report_rows(manifest: Manifest, rounds: int) -> list[dict[str, Any]]:
+    rows = [{"round": "sft", "pairs": "-", "cot": _acc(manifest, "eval_sft", "cot"),
+             "direct": _acc(manifest, "eval_sft", "direct"), "margin": "-",
+             "seconds": {k: manifest.stages[k].seconds for k in ("distill", "sft", "eval_sft") if k in manifest.stages}}]
+    for r in range(1, rounds + 1):
+        stages = {k.split("/", 1)[1]: v for k, v in manifest.stages.items() if k.startswith(f"r{r}/")}
+        if not stages:
+            continue
+        margins = _margin_history(stages["dpo"].extra.get("metrics_path")) if "dpo" in stages else []
+        tail = [m for _, m in margins[-5:]]
+        rows.append({
+            "round": str(r),
+            "pairs": stages["pairs"].outputs if "pairs" in stages else "-",
+            "cot": _acc(manifest, f"r{r}/eval", "cot"),
+            "direct": _acc(manifest, f"r{r}/eval", "direct"),
+            "margin": f"{sum(tail) / len(tail):.3f}" if tail else "-",
+            "seconds": {k: v.seconds for k, v in stages.items()},
+        })
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| round | pairs | CoT acc. (%) | direct acc. (%) | DPO reward margin | wall time per stage (s) |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        times = ", ".join(f"{k} {v:.0f}" for k, v in row["seconds"].items())
+        lines.append(f"| {row['round']} | {row['pairs']} | {row['cot']} | {row['direct']} | {row['margin']} | {times} |")
+    return "\n".join(lines)
+
+
+def _plots(manifest: Manifest, rounds: int, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    evals = [("sft", "eval_sft")] + [(f"r{r}", f"r{r}/eval") for r in range(1, rounds + 1)]
+    evals = [(label, st) for label, st in evals if st in manifest.stages]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for style in ("cot", "direct"):
+        pts = [(label, manifest.stages[st].extra.get(style)) for label, st in evals]
+        pts = [(label, s) for label, s in pts if s]
+        if pts:
+            ax.errorbar([p[0] for p in pts], [100 * p[1]["accuracy"] for p in pts],
+                        yerr=[100 * p[1]["stderr"] for p in pts], marker="o", capsize=3, label=style)
+    ax.set_ylabel("accuracy (%)"), ax.set_title("held-out accuracy per round"), ax.legend()
+    fig.tight_layout(), fig.savefig(out / "accuracy.png", dpi=100), plt.close(fig)
+    names.append("accuracy.png")
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for r in range(1, rounds + 1):
+        rec = manifest.stages.get(f"r{r}/dpo")
+        pts = _margin_history(rec.extra.get("metrics_path")) if rec else []
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=f"round {r}")
+    ax.set_xlabel("step"), ax.set_ylabel("rewards/margins"), ax.set_title("DPO reward margins")
+    if ax.lines:
+        ax.legend()
+    fig.tight_layout(), fig.savefig(out / "margins.png", dpi=100), plt.close(fig)
+    names.append("margins.png")
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    bottoms = [0] * rounds
+    labels = [f"r{r}" for r in range(1, rounds + 1)]
+    for key in DROP_KEYS:
+        vals = []
+        for r in range(1, rounds + 1):
+            rec = manifest.stages.get(f"r{r}/pairs")
+            vals.append(rec.extra.get("stats", {}).get(key, 0) if rec else 0)
+        if any(vals):
+            ax.bar(labels, vals, bottom=bottoms, label=key.removeprefix("dropped_"))
+            bottoms = [b + v for b, v in zip(bottoms, vals)]
+    ax.set_ylabel("questions"), ax.set_title("why questions gave no pair")
+    if ax.containers:
+        ax.legend(fontsize=7)
+    fig.tight_layout(), fig.savefig(out / "no_pair_reasons.png", dpi=100), plt.close(fig)
+    names.append("no_pair_reasons.png")
+    return names
+
+
+def write_report(manifest: Manifest, rounds: int, out: Path, title: str, notes: list[str] = ()) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = report_rows(manifest, rounds)
+    plots = _plots(manifest, rounds, out)
+    body = [f"# {title}", "", markdown_table(rows), ""]
+    body += [f"- {n}" for n in notes]
+    body += [""] + [f"![{p}]({p})" for p in plots]
+    path = out / "report.md"
+    path.write_text("\n".join(body) + "\n")
+    return path

@@ -1,0 +1,96 @@
+"""vLLM generation as a Ray Data stage: rollouts (many samples per question) and evaluation (greedy).
+
+Each Ray Data actor holds one `VLLMGenerator` (one engine per GPU, or one per CPU worker here); rows stream
+through `map_batches` in batches of questions. Rollouts sample `samples_per_temperature` chains at every
+temperature of the config with the CoT instruction; evaluation decodes greedily once per style (CoT, direct).
+Output rows: question id, style, sample index, temperature, text, finish reason, token counts, plus the gold
+answer fields the reward stage needs. A killed actor is restarted by Ray Data and its batch retried, so the
+stage still completes; the engine is shut down in `__del__`, which Ray Data calls on graceful actor exit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reasoner_ray.core.rows import VQARow
+
+OUTPUT_COLUMNS = (
+    "question_id", "style", "sample_index", "temperature", "text", "finish_reason", "prompt_tokens",
+    "completion_tokens", "round", "answer", "answer_type", "choices",
+)
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """What to generate per question: (style, temperature, samples) passes, with a base seed."""
+
+    passes: tuple[tuple[str, float, int], ...]
+    max_tokens: int
+    top_p: float = 1.0
+    seed: int = 0
+    round: int = 0
+
+    @classmethod
+    def rollouts(cls, temperatures: list[float], samples: int, max_tokens: int, top_p: float, seed: int, round: int):
+        return cls(tuple(("cot", t, samples) for t in temperatures), max_tokens, top_p, seed, round)
+
+    @classmethod
+    def evaluation(cls, styles: list[str], max_tokens: int, round: int):
+        return cls(tuple((s, 0.0, 1) for s in styles), max_tokens, 1.0, 0, round)
+
+
+class GenerationActor:
+    """A Ray Data callable class: one vLLM engine per actor."""
+
+    def __init__(self, settings, plan: GenerationPlan):
+        from reasoner_ray.engines.vllm_generator import VLLMGenerator
+
+        self.plan = plan
+        self.generator = VLLMGenerator(settings)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        rows = [VQARow.model_validate_json(j) for j in batch["row"]]
+        out: dict[str, list] = {c: [] for c in OUTPUT_COLUMNS}
+        offset = 0  # sample indices run on across passes, so (question, sample_index) is unique
+        for style, temperature, n in self.plan.passes:
+            seed = None if temperature == 0 else self.plan.seed * 1000 + self.plan.round
+            results = self.generator.generate(rows, style, n=n, temperature=temperature,
+                                              max_tokens=self.plan.max_tokens, top_p=self.plan.top_p, seed=seed)
+            for row, samples in zip(rows, results):
+                for i, s in enumerate(samples):
+                    out["question_id"].append(row.id)
+                    out["style"].append(style)
+                    out["sample_index"].append(offset + i)
+                    out["temperature"].append(temperature)
+                    out["text"].append(s.text)
+                    out["finish_reason"].append(s.finish_reason or "")
+                    out["prompt_tokens"].append(s.prompt_tokens)
+                    out["completion_tokens"].append(s.completion_tokens)
+                    out["round"].append(self.plan.round)
+                    out["answer"].append(row.answers)
+                    out["answer_type"].append(row.answer_type)
+                    out["choices"].append(row.choices or [])
+            offset += n
+        return out
+
+    def __del__(self) -> None:
+        generator = getattr(self, "generator", None)
+        if generator is not None:
+            generator.close()
+
+
+def generate_dataset(questions, settings, plan: GenerationPlan, num_engines: int, batch_size: int,
+                     gpus_per_engine: float = 0.0):
+    """questions: a Ray Dataset with a `row` column (VQARow JSON). Returns the lazily generated dataset."""
+    return questions.map_batches(
+        GenerationActor,
+        fn_constructor_kwargs={"settings": settings, "plan": plan},
+        batch_size=batch_size,
+        batch_format="numpy",
+        concurrency=num_engines,
+        num_cpus=1,
+        num_gpus=gpus_per_engine,
+        max_restarts=-1,
+        max_task_retries=-1,
+    )

@@ -1,0 +1,42 @@
+"""Accuracy with standard error (worked out by hand) and the run directory's stage map and manifest."""
+
+import math
+
+import pytest
+
+from reasoner_ray.core.metrics import accuracy, majority_baseline, summarize
+from reasoner_ray.core.rundir import Manifest, round_stage, stage_dir
+
+
+def test_accuracy_and_stderr_worked_out():
+    # 3 of 4 correct: mean 0.75; sample variance = (3*(0.25)^2 + 0.75^2)/3 = 0.25; se = sqrt(0.25/4) = 0.25
+    acc = accuracy([1, 1, 1, 0])
+    assert acc.n == 4 and acc.mean == 0.75 and math.isclose(acc.stderr, 0.25)
+    assert accuracy([]).n == 0 and accuracy([0.5]).stderr == 0.0
+
+
+def test_summarize_by_style_and_type():
+    recs = [{"style": "cot", "answer_type": "yes_no", "value": 1.0}, {"style": "cot", "answer_type": "open", "value": 0.0},
+            {"style": "direct", "answer_type": "open", "value": 1.0}]
+    s = summarize(recs)
+    assert s["cot"]["all"]["accuracy"] == 0.5 and s["cot"]["yes_no"]["n"] == 1 and s["direct"]["all"]["n"] == 1
+
+
+def test_majority_baseline():
+    assert majority_baseline(["yes", "yes", "no", "red"]) == 0.5
+
+
+def test_stage_map():
+    assert stage_dir("distill") == "distill" and stage_dir("eval_sft") == "eval/sft"
+    assert stage_dir(round_stage(2, "dpo")) == "rounds/r2/dpo"
+    with pytest.raises(ValueError):
+        stage_dir("r1/unknown")
+    with pytest.raises(ValueError):
+        round_stage(1, "nope")
+
+
+def test_manifest_round_trip():
+    m = Manifest(config_hash="abc")
+    m.record("r1/pairs", inputs=10, outputs=3, seconds=1.5, stats={"pairs": 3})
+    again = Manifest.model_validate_json(m.model_dump_json())
+    assert again.done("r1/pairs") and not again.done("r1/dpo") and again.stages["r1/pairs"].extra["stats"]["pairs"] == 3

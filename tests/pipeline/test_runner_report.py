@@ -1,0 +1,76 @@
+"""The stage runner skips completed stages, redoes an interrupted one from clean output, keeps work/;
+the report renders a table and plots from a manifest."""
+
+import json
+
+import pytest
+
+from reasoner_ray.core.config import build_config
+from reasoner_ray.pipeline.report import write_report
+from reasoner_ray.pipeline.runner import StageCounts, StageRunner
+
+
+def test_runner_skips_done_and_cleans_partial_output(tmp_path):
+    config = build_config({"run": {"dir": str(tmp_path / "run")}})
+    calls = []
+
+    def ok(io):
+        calls.append(io.name)
+        (io.output / "rows.txt").write_text("a\nb\n")
+        (io.work / "cache").write_text("kept")
+        return StageCounts(2, 2)
+
+    def crash(io):
+        (io.output / "partial.txt").write_text("half")
+        (io.work / "ckpt").write_text("step 5")
+        raise RuntimeError("killed")
+
+    runner = StageRunner(config)
+    runner.run("distill", ok)
+    with pytest.raises(RuntimeError):
+        runner.run("sft", crash)
+    # A new job on the same run dir: distill skipped, sft starts with clean output but its work/ kept.
+    runner2 = StageRunner(config)
+    seen = {}
+
+    def resume(io):
+        seen["partial"] = (io.output / "partial.txt").exists()
+        seen["ckpt"] = (io.work / "ckpt").read_text()
+        return StageCounts(4, 1)
+
+    runner2.run("distill", ok)
+    rec = runner2.run("sft", resume)
+    assert calls == ["distill"] and seen == {"partial": False, "ckpt": "step 5"}
+    assert rec.inputs == 4 and json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["sft"]["outputs"] == 1
+
+
+def test_file_uri_run_dir_goes_through_pyarrow(tmp_path):
+    uri = f"file://{tmp_path / 'remote'}"
+    config = build_config({"run": {"dir": uri}})
+    runner = StageRunner(config)
+
+    def write(io):
+        (io.output / "x.jsonl").write_text("{}\n")
+        return StageCounts(1, 1)
+
+    runner.run("distill", write)
+    assert (tmp_path / "remote" / "distill" / "output" / "x.jsonl").read_text() == "{}\n"
+    assert "distill" in json.loads((tmp_path / "remote" / "manifest.json").read_text())["stages"]
+
+
+def test_report_table_and_plots(tmp_path):
+    from reasoner_ray.core.rundir import Manifest
+
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text("\n".join(json.dumps({"step": i, "rewards/margins": 0.1 * i}) for i in range(10)))
+    m = Manifest()
+    m.record("eval_sft", 100, 200, 12.0, cot={"accuracy": 0.7, "stderr": 0.05}, direct={"accuracy": 0.6, "stderr": 0.05})
+    m.record("r1/pairs", 80, 30, 1.0, stats={"dropped_all_correct": 20, "dropped_all_wrong": 5})
+    m.record("r1/dpo", 30, 10, 40.0, metrics_path=str(metrics))
+    m.record("r1/eval", 100, 200, 11.0, cot={"accuracy": 0.72, "stderr": 0.04}, direct={"accuracy": 0.61, "stderr": 0.05})
+    path = write_report(m, 1, tmp_path / "report", "test run")
+    text = path.read_text()
+    assert "| sft | - | 70.0 ± 5.0 | 60.0 ± 5.0 |" in text
+    assert "| 1 | 30 | 72.0 ± 4.0 | 61.0 ± 5.0 | 0.700 |" in text  # mean margin of the last 5 steps (0.5..0.9)
+    for png in ("accuracy.png", "margins.png", "no_pair_reasons.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 1000
