@@ -3,6 +3,9 @@
 Run locally (starts Ray in-process):   python jobs/iterative_dpo.py --config configs/quickstart.yaml
 Run on a cluster:                      ray job submit --working-dir . -- python jobs/iterative_dpo.py --config ...
 Overrides follow the config file:      python jobs/iterative_dpo.py --config configs/quickstart.yaml rounds=1
+
+Re-running with the same config resumes: completed stages (see <run.dir>/manifest.json) are skipped.
+Ends by printing the results table and the report's path.
 """
 
 from __future__ import annotations
@@ -21,15 +24,13 @@ log = logging.getLogger("iterative_dpo")
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = parse_config(argv, __doc__.splitlines()[0])
-    from reasoner_ray.models.loading import resolve_model_path
+    from reasoner_ray.pipeline.iterative import run_pipeline
     from reasoner_ray.ray_utils import init_ray
-    from reasoner_ray.stages.preview import sample_preview
 
-    model_path = resolve_model_path(config)
-    log.info("model: %s", model_path)
     init_ray()
-    for r in sample_preview(config, model_path):
-        print(f"[{r['id']} #{r['sample']}] Q: {r['question']} (gold: {r['gold']})\n  -> {r['text'][:200]!r}")
+    result = run_pipeline(config)
+    print("\n" + result.table)
+    print(f"\nreport: {result.report_path}")
     return 0
 
 

@@ -17,7 +17,9 @@ def init_ray(num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
-    env_vars = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    env_vars = {"TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    # Pass hub settings through (tests and the quickstart run offline; a cluster may download models).
+    env_vars.update({k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HF_HOME", "REASONER_CACHE_ROOT") if k in os.environ})
     if os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"):
         ray.init(runtime_env={"env_vars": env_vars}, log_to_driver=True)
         return

@@ -35,7 +35,6 @@ def vllm_process_env(kv_cache_gib: float) -> dict[str, str]:
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
         "TMPDIR": dirs["tmp"],
-        "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
     return env
