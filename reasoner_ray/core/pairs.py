@@ -124,6 +124,7 @@ def build_pairs(
     truncate_words: int | None = None,
     seed: int = 0,
 ) -> PairResult:
+    """Pairs for every question among `samples` (scored chains of any number of questions), with statistics."""
     low, high = band
     if not 0.0 <= low <= high <= 1.0:
         raise ValueError(f"band must satisfy 0 <= low <= high <= 1, got {band}")
@@ -143,9 +144,10 @@ def build_pairs(
         drop = _drop_reason(group, low, high)
         if drop is None:
             rng = random.Random(f"{seed}:{question_id}")  # str seeds hash stably across processes
-            chosen = _pairs_for_question(group, max_pairs, truncate_words, rng)
-            drop = None if chosen else DROP_NO_DISTINCT_PAIR
-            pairs.extend(chosen)
+            question_pairs = _pairs_for_question(group, max_pairs, truncate_words, rng)
+            pairs.extend(question_pairs)
+            if not question_pairs:
+                drop = DROP_NO_DISTINCT_PAIR
         if drop is not None:
             drops[drop] += 1
 

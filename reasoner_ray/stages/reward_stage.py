@@ -17,16 +17,12 @@ import numpy as np
 
 from reasoner_ray.core.reward import GOLD_ERROR, GoldAnswerError, Score, extract_final_answer, score
 
-REWARD_COLUMNS = ("parsed", "value", "correct", "reason")
-
-
 def score_batch(batch: Any) -> Any:
     """Score a numpy batch (dict of columns) or a pandas DataFrame; returns the same kind with the reward columns."""
+    texts = batch["text"]
     choices = batch.get("choices")
-    scores = [
-        _score_row(text, gold, answer_type, None if choices is None else choices[i])
-        for i, (text, gold, answer_type) in enumerate(zip(batch["text"], batch["answer"], batch["answer_type"]))
-    ]
+    rows = zip(texts, batch["answer"], batch["answer_type"], [None] * len(texts) if choices is None else choices)
+    scores = [_score_row(*row) for row in rows]
     columns = {
         "parsed": np.array([s.parsed for s in scores], dtype=object),
         "value": np.array([s.value for s in scores], dtype=np.float64),
@@ -41,13 +37,14 @@ def score_batch(batch: Any) -> Any:
 def _score_row(text: Any, gold: Any, answer_type: Any, choices: Any) -> Score:
     text = str(text)
     try:
-        return score(text, _texts(gold) if not isinstance(gold, str) else gold, str(answer_type), _choices(choices))
+        return score(text, _gold(gold), str(answer_type), _choices(choices))
     except GoldAnswerError:
         return Score(0.0, False, extract_final_answer(text), GOLD_ERROR)
 
 
-def _texts(values: Any) -> list[str] | Any:
-    """A list column arrives as a numpy array (numpy batches) or a list; scalars pass through for score() to reject."""
+def _gold(values: Any) -> list[str] | Any:
+    """A list of human answers arrives as a numpy array (numpy batches) or a list; a single answer (str) passes
+    through, and so does anything else, for score() to reject."""
     if isinstance(values, (np.ndarray, list, tuple)):
         return [str(v) for v in values]
     return values

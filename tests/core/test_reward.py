@@ -63,6 +63,8 @@ def test_unparsed_response_scores_zero_with_reason():
         ([], "open", None),
         (["cat", ""], "open", None),
         (None, "number", None),
+        ([["nested"]], "open", None),
+        (12, "number", None),
         ("maybe", "yes_no", None),
         ("E", "multiple_choice", ["a", "b", "c"]),  # a letter past the options
         ("fish", "multiple_choice", ["cat", "dog"]),  # neither a letter nor an option
@@ -248,7 +250,7 @@ def test_math_equivalence(answer, gold, correct):
 
 
 def test_math_runaway_input_is_bounded_in_a_worker_thread():
-    verifier = MathVerifier(timeout_s=0.5)
+    verifier = MathVerifier(timeout_s=2.0)
     try:
         results = {}
 
@@ -265,15 +267,41 @@ def test_math_runaway_input_is_bounded_in_a_worker_thread():
         verifier.close()
 
 
+def test_math_from_several_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [(f"{n}\\sqrt{{2}}", f"\\sqrt{{{2 * n * n}}}") for n in range(2, 26)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda case: score(chain(case[0]), case[1], "math"), cases))
+    assert all(r.correct for r in results)
+
+
+def test_math_in_a_forked_process_uses_its_own_worker():
+    import multiprocessing
+
+    assert score(chain("2\\sqrt{2}"), "\\sqrt{8}", "math").correct  # the parent's worker is running
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        assert pool.apply(_forked_math_check) == (False, True)
+    assert score(chain("3\\sqrt{2}"), "\\sqrt{18}", "math").correct  # and still works in the parent
+
+
+def _forked_math_check() -> tuple[bool, bool]:
+    from reasoner_ray.core.reward.math_answer import VERIFIER
+
+    inherited_child = VERIFIER._child is not None  # the parent's pipes must not be shared
+    return inherited_child, score(chain("4\\sqrt{2}"), "\\sqrt{32}", "math").correct
+
+
 def test_math_timeout_scores_zero_with_reason(monkeypatch):
     from reasoner_ray.core.reward import math_answer
 
-    monkeypatch.setattr(math_answer.VERIFIER, "equivalent", lambda gold, answer: None)
-    math_answer._equivalent.cache_clear()
+    monkeypatch.setattr(math_answer.VERIFIER, "equivalent", lambda gold, answer: None)  # as after an overrun
+    math_answer._verified.cache_clear()
     try:
         assert score(chain("x^{2}"), "\\pi", "math") == Score(0.0, False, "x^{2}", "timeout")
     finally:
-        math_answer._equivalent.cache_clear()
+        math_answer._verified.cache_clear()
 
 
 # --- batch stage ------------------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ near_pairs = st.tuples(st.integers(-99, 99), st.integers(1, 99), st.integers(1, 
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.one_of(st.tuples(plain_numerals, plain_numerals), near_pairs))
 def test_plain_number_fast_path_agrees_with_math_verify(pair):
     from math_verify import parse, verify
@@ -148,3 +148,24 @@ def test_plain_number_fast_path_agrees_with_math_verify(pair):
                       timeout_seconds=None)  # fmt: skip
     assert numbers_equal(gold_number, answer_number) == expected
     assert numbers_equal(gold_number, gold_number)
+
+
+# Constants math-verify must evaluate; a gold's value lets plain answers far from it be rejected without it.
+CONSTANTS = {"\\sqrt{2}": 2**0.5, "2\\sqrt{3}": 2 * 3**0.5, "\\frac{\\pi}{4}": 0.7853981633974483, "3\\pi": 9.42477796076938,
+             "\\sqrt{12}": 12**0.5, "\\frac{\\sqrt{3}}{2}": 3**0.5 / 2, "45^\\circ": 45.0, "1000\\sqrt{5}": 1000 * 5**0.5}  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(CONSTANTS)), st.data())
+def test_math_fast_rejects_agree_with_math_verify(gold, data):
+    from math_verify import parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    value = CONSTANTS[gold] * data.draw(st.sampled_from([1.0, 1.0, 1.0 + 1e-7, 1.0 + 1e-4, 1.5, -1.0]))
+    answer = data.draw(st.one_of(
+        st.integers(0, 10).map(lambda places: f"{value:.{places}f}"),
+        st.sampled_from(sorted(CONSTANTS)),
+    ))  # fmt: skip
+    expected = verify(parse(f"${gold}$", parsing_timeout=None), parse(f"${answer}$", parsing_timeout=None),
+                      timeout_seconds=None)  # fmt: skip
+    assert score(chain("", answer), gold, "math").correct == expected

@@ -6,13 +6,14 @@ bound makes it safe. Here math-verify runs with its timeouts off in a child proc
 (`math_answer.MathVerifier`) waits a bounded time for each reply and kills and replaces the child when it overruns.
 
 Protocol: one JSON object per line. The child first writes {"ready": true}; then, for each request
-{"gold": str, "answer": str | null}, it writes {"result": bool}: whether the gold parses into math (answer null)
-or whether the answer is equivalent to the gold. Run as `python -m reasoner_ray.core.reward.math_worker`.
+{"gold": str, "answer": str | null}, it writes {"result": bool, "value": float | null}: with an answer, whether it
+is equivalent to the gold; without, whether the gold parses into math and, when it is a finite real constant, its
+value (the parent uses it to reject far-off numeric answers without asking). Run as
+`python -m reasoner_ray.core.reward.math_worker`.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -23,14 +24,13 @@ from typing import Any
 from math_verify import parse, verify
 from sympy import Expr
 
+from reasoner_ray.core.reward.math_answer import clearly_different
+
 # math-verify warns that its timeout is off: the parent process is the timeout.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 _LATEX_DELIMITERS = ("$", "\\(", "\\[", "\\boxed")
-# Two constants further apart than this cannot be equal for math-verify, whose loosest test is agreement to 6
-# decimal places; evaluated to 30 digits, so evaluation error is far below it.
-_CLEARLY_DIFFERENT = 1e-5
-_EVAL_DIGITS = 30
+_EVAL_DIGITS = 30  # evaluation error far below clearly_different's margin
 
 
 @lru_cache(maxsize=4096)
@@ -46,26 +46,36 @@ def readable(gold: str) -> bool:
     return any(not isinstance(g, str) for g in read(gold))
 
 
+def real_value(text: str) -> float | None:
+    """The value of a finite real constant; None for anything else, and for percentages, which math-verify
+    compares in its own way ("9%" equals 9)."""
+    parsed = read(text)
+    if "%" in text or not parsed:
+        return None
+    value = _value(parsed[0])
+    return value.real if value is not None and value.imag == 0 else None
+
+
 def equivalent(gold_text: str, answer_text: str) -> bool:
     gold, answer = read(gold_text), read(answer_text)
     if not gold or not answer:
         return False
-    if "%" not in gold_text + answer_text and _clearly_different_constants(gold[0], answer[0]):
-        return False
+    if "%" not in gold_text + answer_text:
+        # A fast reject for two numbers far apart: wrong answers are the common case, and math-verify spends
+        # tens of milliseconds in sympy's simplify proving that, e.g., 12 is not 3*sqrt(5).
+        gold_value, answer_value = _value(gold[0]), _value(answer[0])
+        if gold_value is not None and answer_value is not None and clearly_different(gold_value, answer_value):
+            return False
     return verify(gold, answer, timeout_seconds=None)
 
 
-def _clearly_different_constants(gold: Any, answer: Any) -> bool:
-    """A fast reject for two numbers that differ by a lot (wrong answers are the common case, and math-verify
-    spends tens of milliseconds in sympy's simplify proving that, e.g., 12 is not 3*sqrt(5)). Percent answers are
-    left to math-verify, which reads "9%" as 9."""
-    if not (isinstance(gold, Expr) and isinstance(answer, Expr) and gold.is_number and answer.is_number):
-        return False
+def _value(expression: Any) -> complex | None:
+    if not (isinstance(expression, Expr) and expression.is_number):
+        return None
     try:
-        difference = abs(complex(gold.evalf(_EVAL_DIGITS)) - complex(answer.evalf(_EVAL_DIGITS)))
+        return complex(expression.evalf(_EVAL_DIGITS))
     except (TypeError, ValueError, OverflowError):  # not a finite number (oo, zoo, nan) or beyond a float
-        return False
-    return difference > _CLEARLY_DIFFERENT
+        return None
 
 
 def main() -> None:
@@ -73,14 +83,15 @@ def main() -> None:
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     equivalent("\\frac{1}{2}", "0.5")  # warm up the LaTeX grammar and sympy before serving
-    # Keep the warmed-up objects out of the collector's way: full collections over them showed as latency spikes.
-    gc.freeze()
     protocol.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)
-        answer = request["answer"]
-        result = readable(request["gold"]) if answer is None else equivalent(request["gold"], answer)
-        protocol.write(json.dumps({"result": result}) + "\n")
+        gold, answer = request["gold"], request["answer"]
+        if answer is None:
+            reply = {"result": readable(gold), "value": real_value(gold)}
+        else:
+            reply = {"result": equivalent(gold, answer), "value": None}
+        protocol.write(json.dumps(reply) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ def score(response: str, gold: str | Sequence[str], answer_type: str, choices: S
     try:
         gold_key = gold if isinstance(gold, str) else tuple(gold)
     except TypeError:  # None, NaN, a number: not an answer
-        raise GoldAnswerError(f"gold answer is not text or a list of texts: {gold!r}") from None
+        gold_key = None
+    if gold_key is None or (not isinstance(gold_key, str) and not all(isinstance(g, str) for g in gold_key)):
+        raise GoldAnswerError(f"gold answer is not text or a list of texts: {gold!r}")
     choices_key = tuple(choices) if choices is not None else None
     answer_kind, prepared = _prepared_gold(answer_type, gold_key, choices_key)
     answer = extract_final_answer(response)
@@ -35,6 +37,6 @@ def _prepared_gold(answer_type: str, gold: str | tuple[str, ...], choices: tuple
     if answer_kind is None:
         raise ValueError(f"unknown answer type {answer_type!r}; registered: {sorted(REGISTRY)}")
     golds = (gold,) if isinstance(gold, str) else gold
-    if not golds or any(not isinstance(g, str) or not g.strip() for g in golds):
-        raise GoldAnswerError(f"gold answer is empty or not text: {gold!r}")
+    if not golds or any(not g.strip() for g in golds):
+        raise GoldAnswerError(f"gold answer is empty: {gold!r}")
     return answer_kind, answer_kind.prepare(tuple(g.strip() for g in golds), choices)
