@@ -32,3 +32,6 @@ def init_ray(num_cpus: int | None = None) -> None:
         runtime_env={"env_vars": env_vars},
         _temp_dir=os.path.join(tmp, "ray"),
     )
+    # Ray's own helper processes (e.g. Ray Train's placement-group cleaner) call ray.init() without an
+    # address; with other Ray instances on the machine they must be told which one is ours.
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address

@@ -46,9 +46,10 @@ def distill_stage(config: Config):
     def run(io: StageIO) -> StageCounts:
         from reasoner_ray.distill import run_distillation
 
-        result = run_distillation(config, str(io.output), work_dir=str(io.work))
-        return StageCounts(result.inputs, result.verified, {"rejected": dict(result.rejected_by_reason),
-                                                              "sft_rows": str(result.sft_rows_path)})
+        result = run_distillation(config, str(io.output))
+        return StageCounts(result.input_rows, result.verified, {"rejected": dict(result.rejected_by_reason),
+                                                                 "sft_rows": result.paths["rows.jsonl"],
+                                                                 "cost_usd": result.summary.get("estimated_cost_usd")})
 
     return run
 
@@ -58,8 +59,9 @@ def sft_stage(config: Config, base_model: str, rows_path: str):
         from reasoner_ray.train.sft import run_sft
 
         result = run_sft(config, base_model, rows_path, str(io.work))
-        model = _place_model(result.export_path, io)
-        return StageCounts(result.samples, result.steps, {"model": str(model), "metrics_path": str(result.metrics_path)})
+        model = _place_model(result.model_dir, io)
+        return StageCounts(result.counts.get("rows", 0), result.steps,
+                           {"model": str(model), "metrics_path": result.history_path, "counts": result.counts})
 
     return run
 
@@ -70,7 +72,8 @@ def reference_stage(config: Config, ref_model: str, pairs_path: Path):
 
         out = io.output / gen.PAIRS_FILE
         counts = compute_reference_logps(config, ref_model, str(pairs_path), str(out))
-        return StageCounts(counts.inputs, counts.outputs, {"reference_model": ref_model})
+        inputs = sum(1 for line in pairs_path.open() if line.strip())
+        return StageCounts(inputs, counts.get("written", 0), {"reference_model": ref_model, "counts": counts})
 
     return run
 
@@ -79,10 +82,16 @@ def dpo_stage(config: Config, policy: str, pairs_path: Path):
     def run(io: StageIO) -> StageCounts:
         from reasoner_ray.train.dpo import run_dpo
 
+        inputs = sum(1 for line in pairs_path.open() if line.strip())
+        if inputs == 0:
+            # Every question was all-correct, all-wrong or outside the band: nothing to learn this round.
+            log.warning("no preference pairs this round; the policy is carried over unchanged")
+            model = _place_model(policy, io)
+            return StageCounts(0, 0, {"model": str(model), "skipped": "no pairs"})
         result = run_dpo(config, policy, str(pairs_path), str(io.work))
-        model = _place_model(result.export_path, io)
-        return StageCounts(result.samples, result.steps, {"model": str(model), "metrics_path": str(result.metrics_path),
-                                                          **{k: v for k, v in result.final_metrics.items()}})
+        model = _place_model(result.model_dir, io)
+        return StageCounts(inputs, result.steps, {"model": str(model), "metrics_path": result.history_path,
+                                                  "counts": result.counts, "final": result.metrics})
 
     return run
 
