@@ -1,8 +1,17 @@
 """Teacher CoT distillation: stream rows through an OpenAI-compatible teacher, verify, write SFT data.
 
 Entry point: `run_distillation(config, out_dir) -> DistillResult` (pipeline.py); script: jobs/distill.py.
+Imported lazily, so the stand-in teacher can use `request_key` without loading the client stack.
 """
 
-from reasoner_ray.distill.pipeline import DistillResult, run_distillation
+from typing import Any
 
 __all__ = ["DistillResult", "run_distillation"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from reasoner_ray.distill import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from reasoner_ray.distill.limits import bucket
@@ -36,7 +37,7 @@ RETRYABLE_STATUS = {408, 409, 429}
 class CallSettings:
     base_url: str
     model: str
-    api_key: str
+    api_key: str = field(repr=False)  # never in a log line, even when the settings are printed
     sampling: dict[str, Any]
     timeout_s: float
     max_retries: int
@@ -106,18 +107,17 @@ class TeacherCaller:
     """One per actor; all methods run on that actor's event loop."""
 
     def __init__(self, settings: CallSettings):
-        import httpx
-
         self.settings = settings
-        limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
+        # The aiohttp transport: httpx's own connection pool spends CPU quadratic in its size (64+ connections
+        # cost ~10 ms of CPU per request on a 2-core node, the whole budget at 128 requests/s).
         self.client = openai.AsyncOpenAI(
             base_url=settings.base_url, api_key=settings.api_key, max_retries=0, timeout=settings.timeout_s,
-            http_client=httpx.AsyncClient(limits=limits, timeout=settings.timeout_s),
+            http_client=openai.DefaultAioHttpClient(timeout=settings.timeout_s),
         )
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.requests = bucket(settings.requests_per_minute)
         self.tokens = bucket(settings.tokens_per_minute)
-        self.backoff = wait_exponential_jitter(initial=settings.backoff_base_s, max=settings.backoff_max_s,
+        self.backoff = wait_exponential_jitter(multiplier=settings.backoff_base_s, max=settings.backoff_max_s,
                                                jitter=settings.backoff_base_s)
 
     def _wait(self, state: RetryCallState) -> float:
@@ -131,9 +131,10 @@ class TeacherCaller:
         await self.tokens.take(estimate_tokens(messages, int(s.sampling.get("max_tokens", 0))))
         async with self.slots:
             # wait_for bounds the whole call; the client's own timeout only bounds each network read.
-            return await asyncio.wait_for(
-                self.client.chat.completions.create(model=s.model, messages=messages, **s.sampling), s.timeout_s
-            )
+            # `post` sends the body as is: the messages are already wire-format JSON, and the typed `create()`
+            # would re-walk every message part (1.5 ms of CPU per request, half of the client's cost here).
+            body = {"model": s.model, "messages": messages, **s.sampling}
+            return await asyncio.wait_for(self.client.post("/chat/completions", cast_to=ChatCompletion, body=body), s.timeout_s)
 
     async def call(self, messages: list[dict[str, Any]]) -> CallResult:
         result = CallResult()

@@ -87,7 +87,7 @@ def _teacher_records(config: Config, settings: CallSettings):
     d = config.distill
     # Enough batches in flight per actor that the semaphore, not the batching, is what limits: while one batch
     # waits for its slowest row, the others keep the request slots busy.
-    calls_per_actor = math.ceil(settings.concurrency / d.batch_size) + 2
+    calls_per_actor = math.ceil(2 * settings.concurrency / d.batch_size) + 2
     pool = ray.data.ActorPoolStrategy(size=d.num_actors, max_tasks_in_flight_per_actor=calls_per_actor,
                                       max_concurrent_calls_per_actor=calls_per_actor, enable_true_multi_threading=True)
     return read_dataset(config.data.train).map_batches(

@@ -66,3 +66,12 @@ def judge(row: VQARow, call: CallResult, key: str, cached: bool) -> dict[str, An
     cot, direct = sft_records(row, rationale)
     return record(row.id, "verified", "verify", row=verified.model_dump_json(), cot=json.dumps(cot),
                   direct=json.dumps(direct), **common)
+
+
+def judge_safely(row: VQARow, call: CallResult, key: str, cached: bool) -> dict[str, Any]:
+    """`judge`, with any unexpected error recorded on the row instead of failing the batch (and the job)."""
+    try:
+        return judge(row, call, key, cached)
+    except Exception as err:  # noqa: BLE001
+        return record(row.id, "rejected", "verify", "verify_error", f"{type(err).__name__}: {err}"[:300],
+                      source=row.source, key=key, attempts=call.attempts, cached=cached)
