@@ -82,6 +82,7 @@ class VLLMGenerator:
         max_tokens: int,
         top_p: float = 1.0,
         seed: int | None = None,
+        ignore_eos: bool = False,
     ) -> list[list[Sample]]:
         """n samples per row, in row order. temperature 0 is greedy.
 
@@ -93,7 +94,7 @@ class VLLMGenerator:
         from reasoner_ray.data.images import open_image
 
         params = [
-            SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+            SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, ignore_eos=ignore_eos,
                            seed=None if seed is None else stable_seed(seed, row.id, temperature))
             for row in rows
         ]

@@ -30,6 +30,7 @@ class GenerationPlan:
     top_p: float = 1.0
     seed: int = 0
     round: int = 0
+    ignore_eos: bool = False  # fixed-length outputs, for throughput benchmarks
 
     @classmethod
     def rollouts(cls, temperatures: list[float], samples: int, max_tokens: int, top_p: float, seed: int, round: int):
@@ -56,7 +57,8 @@ class GenerationActor:
         for style, temperature, n in self.plan.passes:
             seed = None if temperature == 0 else self.plan.seed * 1000 + self.plan.round
             results = self.generator.generate(rows, style, n=n, temperature=temperature,
-                                              max_tokens=self.plan.max_tokens, top_p=self.plan.top_p, seed=seed)
+                                              max_tokens=self.plan.max_tokens, top_p=self.plan.top_p, seed=seed,
+                                              ignore_eos=self.plan.ignore_eos)
             for row, samples in zip(rows, results):
                 for i, s in enumerate(samples):
                     out["question_id"].append(row.id)

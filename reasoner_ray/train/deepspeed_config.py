@@ -36,7 +36,7 @@ def deepspeed_config(train: TrainConfig, global_batch_size: int, world_size: int
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": use_gpu}
     if train.offload_params and train.zero_stage == 3:
         zero["offload_param"] = {"device": "cpu", "pin_memory": use_gpu}
-    warmup = int(round(train.warmup_ratio * total_steps))
+    warmup = max(1, int(round(train.warmup_ratio * total_steps)))  # DeepSpeed rejects 0
     return {
         "train_batch_size": global_batch_size,
         "train_micro_batch_size_per_gpu": micro,

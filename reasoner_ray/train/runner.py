@@ -37,6 +37,8 @@ def run_training(config: Config, stage: str, model_path: str, examples: list[dic
     from reasoner_ray.train.tracking import RunLogger
 
     out = Path(out_dir).resolve()
+    if Path(model_path).exists():  # workers run in another working directory
+        model_path = str(Path(model_path).resolve())
     out.mkdir(parents=True, exist_ok=True)
     settings = stage_settings(config, stage)
     gbs = settings["global_batch_size"]

@@ -48,3 +48,19 @@ def train_data_dir(tmp_path_factory) -> Path:
     write_rows(make_vqa_rows(12), d / "sft_rows.jsonl")
     write_rows(make_pairs(16), d / "pairs.jsonl")
     return d
+
+
+def _config(overrides: list[str]):
+    from reasoner_ray.core.config import build_config
+
+    return build_config({}, ["train.num_workers=2", "train.log_every_steps=1", "train.max_length=256", *overrides])
+
+
+@pytest.fixture(scope="session")
+def sft_zero2_run(ray_local, tiny_qwen2_vl, train_data_dir, tmp_path_factory):
+    """SFT of the tiny Qwen2-VL with 2 CPU workers, ZeRO-2 (one run shared by the tests that inspect it)."""
+    from reasoner_ray.train.sft import run_sft
+
+    out = tmp_path_factory.mktemp("sft_zero2")
+    config = _config(["train.zero_stage=2", "sft.global_batch_size=4", "sft.lr=1e-4", "train.checkpoint_every_steps=3"])
+    return run_sft(config, tiny_qwen2_vl, str(train_data_dir / "sft_rows.jsonl"), str(out))

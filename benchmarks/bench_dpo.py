@@ -1,0 +1,143 @@
+"""DPO throughput: this project vs TRL's DPOTrainer on a ~20M-parameter tiny Qwen2-VL and the same 256 pairs.
+
+    python benchmarks/bench_dpo.py [--pairs 256] [--batch 8] [--threads 2]
+
+Each variant runs in its own fresh subprocess (one after another, same machine, same batch size, one epoch, AdamW
+at the same lr), so peak RSS is per variant. Both training loops run in-process with a single worker (no Ray,
+no DeepSpeed) for a like-for-like comparison of the DPO computation itself. Variants:
+    trl            TRL DPOTrainer, live reference model (what TRL does for vision data)
+    ours_full      precomputed reference log-probs (the pass is timed), one sequence per response
+    ours_shared    precomputed reference log-probs, image + prompt run once per pair (KV cache shared)
+pairs/s counts the 256 pairs over the wall time of training, plus (ours) the reference log-prob pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BENCH_SIZE = dict(text_hidden_size=512, text_layers=8, text_heads=8, text_kv_heads=4, intermediate_size=1024,
+                  vision_hidden_size=128, vision_depth=2, vision_heads=4)
+
+
+def build_inputs(n_pairs: int):
+    from reasoner_ray.core.config import TinyModelConfig
+    from reasoner_ray.models.tiny import ensure_tiny_model
+
+    sys.path.insert(0, str(ROOT / "tests" / "train"))
+    from conftest import make_pairs  # the same easy-VQA pairs the tests use (~30-token responses)
+
+    model = ensure_tiny_model("qwen2_vl", TinyModelConfig(**BENCH_SIZE), 0, ROOT / "models")
+    return str(model), make_pairs(n_pairs)
+
+
+def run_trl(model_path, pairs, batch, lr):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from reasoner_ray.core.prompts import assistant_message
+    from reasoner_ray.data.images import open_image
+    from reasoner_ray.models.loading import load_model_and_processor
+
+    policy, processor = load_model_and_processor(model_path)
+    ref, _ = load_model_and_processor(model_path)
+    data = Dataset.from_list([{"images": [open_image(p.image)], "prompt": p.messages, "chosen": [assistant_message(p.chosen)],
+                               "rejected": [assistant_message(p.rejected)]} for p in pairs])
+    args = DPOConfig(output_dir=str(ROOT / ".tmp" / "bench_trl"), use_cpu=True, bf16=False, beta=0.1, learning_rate=lr,
+                     per_device_train_batch_size=batch, num_train_epochs=1, remove_unused_columns=False, report_to=[],
+                     save_strategy="no", logging_steps=10**6, max_length=None, disable_tqdm=True, seed=0)
+    trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=data, processing_class=processor)
+    start = time.perf_counter()
+    trainer.train()
+    return {"seconds": time.perf_counter() - start}
+
+
+def run_ours(model_path, pairs, batch, lr, share_prompt):
+    import torch
+
+    from reasoner_ray.core.config import build_config
+    from reasoner_ray.models.loading import load_model_and_processor
+    from reasoner_ray.train.collate import VLMEncoder
+    from reasoner_ray.train.data import preference_examples
+    from reasoner_ray.train.reference import reference_logps
+    from reasoner_ray.train.steps import STAGES
+
+    config = build_config({}, ["dpo.beta=0.1", f"dpo.share_prompt={share_prompt}", "train.max_length=1024"])
+    model, processor = load_model_and_processor(model_path)
+    encoder = VLMEncoder(processor)
+    examples = preference_examples(pairs)
+    start = time.perf_counter()
+    logps = reference_logps(model, encoder, examples, 16, config.train.max_length, share_prompt)
+    ref_seconds = time.perf_counter() - start
+    for ex, (c, r) in zip(examples, logps):
+        ex["ref_chosen_logp"], ex["ref_rejected_logp"] = c, r
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(0)).tolist()
+    for s in range(0, len(order), batch):
+        chunk = STAGES["dpo"].collate(encoder, [examples[i] for i in order[s:s + batch]], config.train.max_length)
+        loss, _ = STAGES["dpo"].loss(model, chunk, encoder, config)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return {"seconds": time.perf_counter() - start, "reference_pass_seconds": ref_seconds}
+
+
+def _variant(name, args, queue):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model_path, pairs = build_inputs(args.pairs)
+    lr = 5e-7
+    if name == "trl":
+        out = run_trl(model_path, pairs, args.batch, lr)
+    else:
+        out = run_ours(model_path, pairs, args.batch, lr, share_prompt=name == "ours_shared")
+    params = sum(p.numel() for p in __import__("reasoner_ray.models.loading", fromlist=["x"]).load_model_and_processor(model_path)[0].parameters())
+    out.update(variant=name, pairs=args.pairs, pairs_per_s=args.pairs / out["seconds"], params=params,
+               peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    queue.put(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", default="trl,ours_full,ours_shared")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    build_inputs(args.pairs)  # build the model once before timing anything
+    ctx = mp.get_context("spawn")
+    results = {}
+    for name in args.variants.split(","):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_variant, args=(name, args, queue))
+        proc.start()
+        results[name] = queue.get()
+        proc.join()
+        r = results[name]
+        print(f"{name:12s} {r['pairs_per_s']:6.2f} pairs/s  {r['seconds']:7.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB"
+              + (f"  (reference pass {r['reference_pass_seconds']:.1f} s)" if "reference_pass_seconds" in r else ""),
+              flush=True)
+    if "trl" in results:
+        print(f"model: {results['trl']['params'] / 1e6:.1f}M parameters, {args.pairs} pairs, batch {args.batch}, "
+              f"{args.threads} torch threads")
+        for name in results:
+            if name != "trl":
+                print(f"ratio {name} / trl: {results[name]['pairs_per_s'] / results['trl']['pairs_per_s']:.2f}x")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""DPO stage alone: train a policy on PreferenceRow pairs (reference log-probs filled first if missing).
+
+    python jobs/train_dpo.py --config configs/quickstart.yaml --policy runs/q/sft/model \
+        --pairs runs/q/round1/pairs.jsonl --out runs/q/round1/dpo [--reference runs/q/sft/model] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
+
+from reasoner_ray.cli import setup_logging  # noqa: E402
+from reasoner_ray.core.config import ConfigError, load_config  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--policy", required=True, help="the policy model folder to start from")
+    parser.add_argument("--pairs", required=True, help="PreferenceRow JSONL/Parquet file or folder")
+    parser.add_argument("--out", required=True, help="output folder (model/, metrics.jsonl, tensorboard/)")
+    parser.add_argument("--reference", default=None, help="reference model (default: the policy); scored first")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        config = load_config(args.config, args.overrides)
+    except (ConfigError, FileNotFoundError) as err:
+        parser.exit(2, f"{err}\n")
+    from reasoner_ray.train.dpo import run_dpo
+    from reasoner_ray.train.reference import compute_reference_logps
+
+    pairs = args.pairs
+    if args.reference:
+        pairs = str(Path(args.out) / "pairs_with_ref.jsonl")
+        print("reference:", compute_reference_logps(config, args.reference, args.pairs, pairs))
+    result = run_dpo(config, args.policy, pairs, args.out)
+    print(f"DPO done: {result.steps} steps, model at {result.model_dir}, metrics in {result.history_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""SFT stage alone: train on VQARow rows (CoT where `rationale` is set, plus direct forms) and export the model.
+
+    python jobs/train_sft.py --config configs/quickstart.yaml --rows runs/q/distill/rows.jsonl --out runs/q/sft
+    (model: --model PATH, default the config's model; overrides follow: train.zero_stage=3 sft.lr=1e-5)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
+
+from reasoner_ray.cli import setup_logging  # noqa: E402
+from reasoner_ray.core.config import ConfigError, load_config  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--rows", required=True, help="VQARow JSONL/Parquet file or folder")
+    parser.add_argument("--out", required=True, help="output folder (model/, metrics.jsonl, tensorboard/)")
+    parser.add_argument("--model", default=None, help="model folder (default: model.path or the tiny model)")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        config = load_config(args.config, args.overrides)
+    except (ConfigError, FileNotFoundError) as err:
+        parser.exit(2, f"{err}\n")
+    from reasoner_ray.models.loading import resolve_model_path
+    from reasoner_ray.train.sft import run_sft
+
+    result = run_sft(config, args.model or resolve_model_path(config), args.rows, args.out)
+    print(f"SFT done: {result.steps} steps, model at {result.model_dir}, metrics in {result.history_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

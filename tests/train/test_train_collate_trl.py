@@ -1,0 +1,122 @@
+"""Collation, log-probs and losses on the real tiny VLMs; first-batch DPO equality with TRL's DPOTrainer."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from reasoner_ray.train.collate import IGNORE_INDEX, VLMEncoder, collate_pairs, collate_sft, fit_filter
+from reasoner_ray.train.data import preference_examples, sft_examples
+from reasoner_ray.train.logprobs import pair_logps
+from reasoner_ray.train.losses import sft_loss
+
+
+@pytest.fixture(scope="module", params=["tiny_qwen2_vl", "tiny_llava"])
+def model_and_encoder(request):
+    from reasoner_ray.models.loading import load_model_and_processor
+
+    model, processor = load_model_and_processor(request.getfixturevalue(request.param))
+    return model, VLMEncoder(processor)
+
+
+def test_sft_batch_reaches_model_and_matches_labels_loss(model_and_encoder):
+    from conftest import make_vqa_rows
+
+    model, encoder = model_and_encoder
+    examples = sft_examples(make_vqa_rows(3), include_direct=True)
+    batch = collate_sft(encoder, examples, max_length=512)
+    prompts = encoder.encode_prompts(examples)
+    assert set(prompts) - {"input_ids", "attention_mask"} <= set(batch)  # every processor output goes to the model
+    # loss only on assistant tokens: the labelled text is the response and the end-of-turn marker
+    first = batch["labels"][0][batch["labels"][0] != IGNORE_INDEX]
+    assert encoder.processor.tokenizer.decode(first).startswith(examples[0]["response"])
+    labels = batch.pop("labels")
+    out = model(**batch, labels=labels)
+    assert float(sft_loss(out.logits, labels)) == pytest.approx(float(out.loss), abs=1e-6)
+
+
+def test_prompt_too_long_is_filtered_and_counted(model_and_encoder):
+    from conftest import make_vqa_rows
+
+    _, encoder = model_and_encoder
+    examples = sft_examples(make_vqa_rows(2), include_direct=False)
+    examples[1]["messages"][0]["content"][1]["text"] += " word" * 400
+    counts: Counter = Counter()
+    kept = fit_filter(encoder, examples, max_length=200, counts=counts)
+    assert [e["id"] for e in kept] == ["q0:cot"] and counts["prompt_too_long"] == 1
+
+
+def test_shared_prompt_equals_full_sequences(model_and_encoder):
+    from conftest import make_pairs
+
+    model, encoder = model_and_encoder
+    batch = collate_pairs(encoder, preference_examples(make_pairs(3)), max_length=512)
+    with torch.no_grad():
+        shared = pair_logps(model, batch, encoder.pad_id, share_prompt=True)
+        full = pair_logps(model, batch, encoder.pad_id, share_prompt=False)
+    for a, b in zip(shared, full):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
+
+
+def _perturbed_copy(path: str, out) -> str:
+    """A reference model that differs from the policy, so rewards are not all zero."""
+    from reasoner_ray.models.loading import load_model_and_processor
+
+    model, processor = load_model_and_processor(path)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return str(out)
+
+
+@pytest.mark.slow  # TRL's trainer plus three model loads: about 30 s on a shared 2-core box
+def test_first_batch_equals_trl_dpo_trainer(tiny_qwen2_vl, tmp_path):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from conftest import make_pairs
+    from reasoner_ray.core.config import build_config
+    from reasoner_ray.core.prompts import assistant_message
+    from reasoner_ray.data.images import open_image
+    from reasoner_ray.models.loading import load_model_and_processor
+    from reasoner_ray.train.data import read_rows, write_rows
+    from reasoner_ray.train.reference import compute_reference_logps
+    from reasoner_ray.train.steps import STAGES
+    from reasoner_ray.core.rows import PreferenceRow
+
+    pairs = make_pairs(4)
+    ref_path = _perturbed_copy(tiny_qwen2_vl, tmp_path / "ref")
+    policy, processor = load_model_and_processor(tiny_qwen2_vl)
+    ref_model, _ = load_model_and_processor(ref_path)
+
+    # TRL: live reference model, its own collator, sigmoid loss, beta 0.1; the first batch holds all 4 pairs.
+    data = Dataset.from_list([{"images": [open_image(p.image)], "prompt": p.messages,
+                               "chosen": [assistant_message(p.chosen)], "rejected": [assistant_message(p.rejected)]}
+                              for p in pairs])
+    args = DPOConfig(output_dir=str(tmp_path / "trl"), use_cpu=True, bf16=False, beta=0.1, loss_type=["sigmoid"],
+                     per_device_train_batch_size=4, remove_unused_columns=False, report_to=[], max_length=None)
+    trainer = DPOTrainer(model=policy, ref_model=ref_model, args=args, train_dataset=data, processing_class=processor)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.train()  # TRL files metrics under "train" only in training mode
+    trl_loss = float(trainer.compute_loss(trainer.model, batch))
+    trl_metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+
+    # This project: reference log-probs precomputed into the rows, then the DPO step on the policy.
+    write_rows(pairs, tmp_path / "pairs.jsonl")
+    config = build_config({}, ["dpo.beta=0.1", "dpo.loss=sigmoid"])
+    compute_reference_logps(config, ref_path, str(tmp_path / "pairs.jsonl"), str(tmp_path / "pairs_ref.jsonl"))
+    rows = read_rows(tmp_path / "pairs_ref.jsonl", PreferenceRow)
+    encoder = VLMEncoder(processor)
+    ours = STAGES["dpo"].collate(encoder, preference_examples(rows), config.train.max_length)
+    loss, metrics = STAGES["dpo"].loss(trainer.model, ours, encoder, config)
+
+    assert abs(trl_loss - torch.log(torch.tensor(2.0)).item()) > 1e-3  # a real test: policy != reference
+    assert float(loss) == pytest.approx(trl_loss, abs=1e-5)
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+                "logps/chosen", "logps/rejected"):
+        assert metrics[key] == pytest.approx(trl_metrics[key], abs=1e-5), key

@@ -1,0 +1,72 @@
+"""DeepSpeed config, sample schedule, SFT mixture and input files: the pure pieces of a training run."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from reasoner_ray.core.config import TrainConfig
+from reasoner_ray.core.prompts import ANSWER_MARKER
+from reasoner_ray.train.data import RowFileError, read_rows, sft_examples
+from reasoner_ray.train.deepspeed_config import deepspeed_config
+from reasoner_ray.train.schedule import micro_slice, sample_order
+
+
+def test_deepspeed_config_from_typed_config():
+    train = TrainConfig(zero_stage=3, offload_optimizer=True, offload_params=True, gradient_accumulation_steps=2,
+                        max_grad_norm=0.5, warmup_ratio=0.1)
+    ds = deepspeed_config(train, global_batch_size=16, world_size=2, total_steps=50, use_gpu=False)
+    assert ds["train_micro_batch_size_per_gpu"] == 4 and ds["gradient_accumulation_steps"] == 2
+    assert ds["train_batch_size"] == 16 and ds["gradient_clipping"] == 0.5
+    assert ds["zero_optimization"]["stage"] == 3
+    assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert ds["zero_optimization"]["offload_param"]["device"] == "cpu"
+    assert ds["bf16"]["enabled"] is False  # fp32 on CPU
+    assert ds["scheduler"]["type"] == "WarmupCosineLR"
+    assert ds["scheduler"]["params"]["warmup_num_steps"] == 5 and ds["scheduler"]["params"]["total_num_steps"] == 50
+    assert "optimizer" not in ds  # a torch optimizer is passed in: no FusedAdam JIT build
+    assert deepspeed_config(train, 16, 2, 50, use_gpu=True)["bf16"]["enabled"] is True
+
+
+def test_batch_not_divisible_is_named():
+    with pytest.raises(ValueError, match="not divisible by num_workers"):
+        deepspeed_config(TrainConfig(gradient_accumulation_steps=3), 16, 2, 10, False)
+
+
+def test_schedule_covers_each_sample_once_per_epoch_and_partitions_steps():
+    order = sample_order(10, epochs=2.0, global_batch=4, seed=0)
+    assert len(order) == 20 and sorted(order[:10]) == list(range(10)) and sorted(order[10:]) == list(range(10))
+    assert order[:10] != order[10:]  # a fresh permutation per epoch
+    assert order == sample_order(10, 2.0, 4, 0)  # a fixed function of its inputs: resume sees the same order
+    taken = [i for step in range(5) for m in range(2) for r in range(2)
+             for i in micro_slice(order, step, m, r, world=2, micro_batch=1, accumulation=2)]
+    assert taken == order
+
+
+def test_schedule_refuses_zero_steps():
+    with pytest.raises(ValueError, match="less than one global batch"):
+        sample_order(3, 1.0, 4, 0)
+
+
+def test_sft_mixture_cot_and_direct():
+    from conftest import make_vqa_rows
+
+    rows = make_vqa_rows(4)  # row 3 has no rationale
+    counts: Counter = Counter()
+    examples = sft_examples(rows, include_direct=True, counts=counts)
+    assert [e["id"] for e in examples] == ["q0:cot", "q0:direct", "q1:cot", "q1:direct", "q2:cot", "q2:direct", "q3:direct"]
+    assert examples[0]["response"].endswith(f"{ANSWER_MARKER} {rows[0].answers[0]}")
+    assert examples[1]["response"] == rows[0].answers[0]
+    assert "reason first" in examples[0]["messages"][0]["content"][1]["text"]
+    counts = Counter()
+    assert len(sft_examples(rows, include_direct=False, counts=counts)) == 3 and counts["no_rationale"] == 1
+
+
+def test_bad_row_file_names_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": "a"}\n')
+    with pytest.raises(RowFileError, match="rows.jsonl:1: not a VQARow"):
+        from reasoner_ray.core.rows import VQARow
+
+        read_rows(path, VQARow)
