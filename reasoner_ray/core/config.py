@@ -144,6 +144,7 @@ class RolloutConfig(_Section):
     gpu_memory_utilization: float = 0.85
     enforce_eager: bool = True
     limit: int | None = None  # questions per round; None = all of the train split
+    ignore_eos: bool = False  # fixed-length outputs (throughput benchmarks only)
 
 
 class PairConfig(_Section):

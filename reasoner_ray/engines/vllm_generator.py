@@ -54,9 +54,13 @@ class VLLMGenerator:
 
         from reasoner_ray.engines.vllm_env import has_cuda
 
+        cuda = has_cuda()
         dtype = settings.dtype
         if dtype == "auto":
-            dtype = "bfloat16" if has_cuda() else "float32"
+            dtype = "bfloat16" if cuda else "float32"
+        # On CPU a chunked prefill discards that step's samples and rewinds the request's seeded generator, which
+        # CPU torch generators cannot do ("CPU Generator does not use offset"): prefill whole prompts there.
+        cpu_only = {} if cuda else {"enable_chunked_prefill": False}
         self.settings = settings
         self.llm = LLM(
             model=settings.model_path,
@@ -67,6 +71,7 @@ class VLLMGenerator:
             gpu_memory_utilization=settings.gpu_memory_utilization,
             seed=settings.seed,
             dtype=dtype,
+            **cpu_only,
         )
         self.tokenizer = self.llm.get_tokenizer()
 

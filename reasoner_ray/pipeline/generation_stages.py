@@ -65,7 +65,7 @@ def rollouts_stage(config: Config, model_path: str, round_index: int) -> StageFn
 
     def run(io: StageIO) -> StageCounts:
         plan = GenerationPlan.rollouts(r.temperatures, r.samples_per_temperature, r.max_tokens, r.top_p,
-                                       config.run.seed, round_index)
+                                       config.run.seed, round_index, r.ignore_eos)
         source = config.data.train.model_copy(update={"limit": r.limit if r.limit is not None else config.data.train.limit})
         n_in, n_out = _generate(config, model_path, source, plan, io.output)
         return StageCounts(n_in, n_out, {"model": model_path})

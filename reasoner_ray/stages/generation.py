@@ -33,8 +33,9 @@ class GenerationPlan:
     ignore_eos: bool = False  # fixed-length outputs, for throughput benchmarks
 
     @classmethod
-    def rollouts(cls, temperatures: list[float], samples: int, max_tokens: int, top_p: float, seed: int, round: int):
-        return cls(tuple(("cot", t, samples) for t in temperatures), max_tokens, top_p, seed, round)
+    def rollouts(cls, temperatures: list[float], samples: int, max_tokens: int, top_p: float, seed: int, round: int,
+                 ignore_eos: bool = False):
+        return cls(tuple(("cot", t, samples) for t in temperatures), max_tokens, top_p, seed, round, ignore_eos)
 
     @classmethod
     def evaluation(cls, styles: list[str], max_tokens: int, round: int):

@@ -2,7 +2,7 @@
 
     ds.map_batches(score_batch, batch_format="numpy")   # or batch_format="pandas"
 
-Rows carry `text` (the sampled chain) and the question's `answer` (str or list of human answers), `answer_type`
+Rows carry `text` (the sampled chain), optionally `style` ("direct" replies are scored whole), and the question's `answer` (str or list of human answers), `answer_type`
 and optional `choices`. The stage adds `parsed`, `value`, `correct` and `reason`, keeping every other column. A
 row whose gold cannot be read is not rewarded: value 0, correct False, reason "gold_error" (the pair builder drops
 its question), so one bad row does not fail a whole scoring job. No Ray import: this is a plain function.
@@ -21,7 +21,9 @@ def score_batch(batch: Any) -> Any:
     """Score a numpy batch (dict of columns) or a pandas DataFrame; returns the same kind with the reward columns."""
     texts = batch["text"]
     choices = batch.get("choices")
-    rows = zip(texts, batch["answer"], batch["answer_type"], [None] * len(texts) if choices is None else choices)
+    styles = batch.get("style")  # evaluation rows: "direct" replies are scored whole (no `### Answer:` line)
+    rows = zip(texts, batch["answer"], batch["answer_type"], [None] * len(texts) if choices is None else choices,
+               [False] * len(texts) if styles is None else [s == "direct" for s in styles])
     scores = [_score_row(*row) for row in rows]
     columns = {
         "parsed": np.array([s.parsed for s in scores], dtype=object),
@@ -34,10 +36,10 @@ def score_batch(batch: Any) -> Any:
     return batch.assign(**columns)  # a pandas DataFrame
 
 
-def _score_row(text: Any, gold: Any, answer_type: Any, choices: Any) -> Score:
+def _score_row(text: Any, gold: Any, answer_type: Any, choices: Any, direct: bool) -> Score:
     text = str(text)
     try:
-        return score(text, _gold(gold), str(answer_type), _choices(choices))
+        return score(text, _gold(gold), str(answer_type), _choices(choices), direct=direct)
     except GoldAnswerError:
         return Score(0.0, False, extract_final_answer(text), GOLD_ERROR)
 

@@ -63,6 +63,8 @@ def _save_checkpoint(engine, state: dict[str, Any], rank: int, history: list, pr
 
 def train_func(loop_config: dict[str, Any]) -> None:
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", loop_config["torch_extensions_dir"])
+    # Ray logs every report's full metrics (our per-step history) at INFO; progress lines come from tracking.py.
+    logging.getLogger("ray.train.v2._internal.execution.context").setLevel(logging.WARNING)
     import deepspeed
     import ray.train
     import torch

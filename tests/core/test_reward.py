@@ -339,3 +339,24 @@ def test_score_batch_without_choices_column():
     batch = {k: v for k, v in _batch().items() if k != "choices"}
     batch["answer"][0], batch["text"][0] = "B", chain("B")
     assert list(score_batch(batch)["correct"]) == [True, True, False, False]
+
+
+def test_direct_replies_are_scored_whole():
+    from reasoner_ray.reward import score as score_fn
+
+    assert score_fn("yes", "yes", "yes_no", direct=True).correct
+    assert score_fn("Red.", "red", "open", direct=True).correct
+    assert score_fn("yes", "yes", "yes_no").reason == "unparsed"  # a CoT reply needs its final-answer line
+    assert not score_fn("", "yes", "yes_no", direct=True).correct
+    assert score_fn("It is red.\n### Answer: blue", "blue", "open", direct=True).correct  # the marker still wins
+
+
+def test_reward_stage_scores_direct_style_whole():
+    import numpy as np
+
+    from reasoner_ray.stages.reward_stage import score_batch
+
+    batch = {"text": np.array(["no", "no"], dtype=object), "answer": np.array(["no", "no"], dtype=object),
+             "answer_type": np.array(["yes_no", "yes_no"], dtype=object), "style": np.array(["direct", "cot"], dtype=object)}
+    out = score_batch(batch)
+    assert list(out["correct"]) == [True, False] and list(out["reason"]) == [None, "unparsed"]

@@ -10,8 +10,12 @@ from reasoner_ray.core.reward.base import REGISTRY, UNPARSED, GoldAnswerError, S
 from reasoner_ray.core.reward.extract import extract_final_answer
 
 
-def score(response: str, gold: str | Sequence[str], answer_type: str, choices: Sequence[str] | None = None) -> Score:
+def score(response: str, gold: str | Sequence[str], answer_type: str, choices: Sequence[str] | None = None,
+          direct: bool = False) -> Score:
     """Extract the final answer of `response` and score it against `gold` (one answer or several human answers).
+
+    `direct=True` scores a reply to the paper's direct instruction ("Answer the question with a short answer."):
+    it has no `### Answer:` line, so the whole reply is the answer (a final-answer line still wins if present).
 
     Raises GoldAnswerError when the gold is empty or unreadable for its type (even if the response is unparsed,
     so a bad row is never silently scored 0), ValueError for an unknown answer type.
@@ -25,6 +29,8 @@ def score(response: str, gold: str | Sequence[str], answer_type: str, choices: S
     choices_key = tuple(choices) if choices is not None else None
     answer_kind, prepared = _prepared_gold(answer_type, gold_key, choices_key)
     answer = extract_final_answer(response)
+    if answer is None and direct and response.strip():
+        answer = response.strip()
     if answer is None:
         return Score(0.0, False, None, UNPARSED)
     return answer_kind.judge(answer, prepared)
