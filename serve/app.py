@@ -23,6 +23,9 @@ ServeArgs = ServeConfig  # the builder's typed args are exactly the config secti
 DEPLOYMENT_NAME = "ReasonerChat"
 # Old replicas keep serving until their replacements are ready, then get this long to finish in-flight work.
 GRACEFUL_SHUTDOWN_TIMEOUT_S = 60.0
+# Per-request CPU in the replica matters on small nodes: run the handlers on the replica's own event loop
+# (no hop to a second loop thread per request) and batch access-log writes.
+REPLICA_SERVE_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "64"}
 
 
 def deployment_options(args: ServeArgs) -> dict[str, Any]:
@@ -46,7 +49,7 @@ def deployment_options(args: ServeArgs) -> dict[str, Any]:
         "ray_actor_options": {
             "num_cpus": args.replica_cpus,
             # set before the replica process starts, so vLLM (imported later) and its spawned engine see them
-            "runtime_env": {"env_vars": vllm_process_env(args.kv_cache_gib)},
+            "runtime_env": {"env_vars": {**vllm_process_env(args.kv_cache_gib), **REPLICA_SERVE_ENV}},
         },
         **scaling,
     }

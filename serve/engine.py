@@ -32,6 +32,7 @@ class ChatEngine:
         dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if has_cuda() else "float32")
         args = AsyncEngineArgs(
             model=config.model_path,
+            served_model_name=config.model_name or None,
             max_model_len=config.max_model_len,
             enforce_eager=config.enforce_eager,
             dtype=dtype,
@@ -84,6 +85,8 @@ class ChatEngine:
 
 def _client_error(err: Exception) -> ApiError:
     message = str(err)
-    if "maximum model length" in message:
+    # vLLM words this two ways (renderer: "maximum context length", input processor: "maximum model length")
+    if getattr(err, "parameter", None) == "input_tokens" or "maximum context length" in message \
+            or "maximum model length" in message:
         return invalid(message, "messages", "context_length_exceeded")
     return invalid(message)

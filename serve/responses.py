@@ -77,5 +77,3 @@ async def stream_events(first: Any, rest: AsyncIterator[Any], *, n: int, request
                               total_tokens=state.prompt_tokens + state.completion_tokens))
     on_done(state.prompt_tokens, state.completion_tokens)
     yield sse("[DONE]")
-
-

@@ -129,10 +129,13 @@ def test_cot_and_direct_append_the_papers_instruction(client):
 
 
 def test_auth_refuses_missing_and_wrong_keys(served):
+    stranger = openai.OpenAI(base_url=served[1], api_key=WRONG_KEY, max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        stranger.models.list()
+    with pytest.raises(openai.AuthenticationError):
+        stranger.chat.completions.create(model=MODEL, messages=image_message(png_url()))
+    assert httpx.get(f"{served[1]}/models").status_code == 401  # no Authorization header at all
     for key in (None, WRONG_KEY):
-        bad = openai.OpenAI(base_url=served[1], api_key=key or "", max_retries=0)
-        with pytest.raises(openai.AuthenticationError):
-            bad.models.list()
         response = post(served, {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}, key=key)
         assert response.status_code == 401 and response.json()["error"]["type"] == "authentication_error"
 
@@ -164,7 +167,7 @@ def test_bad_input_gets_openai_error_and_server_keeps_serving(served, case):
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["message"]
     if code:
-        assert error["code"] == code
+        assert error["code"] == code, error
     assert post(served, GOOD).status_code == 200
 
 
