@@ -3,7 +3,7 @@
 Run:   python jobs/distill.py --config configs/quickstart.yaml [--out <folder>] [teacher.base_url=...] ...
 With a real teacher:  TEACHER_API_KEY=... python jobs/distill.py --config configs/quickstart.yaml \
            teacher.base_url=https://api.openai.com/v1 teacher.model=gpt-4o-2024-05-13 teacher.start_local=false
-Output goes to <run.dir>/distill unless `--out` is given; see docs/distill.md for the layout.
+Output goes to <run.dir>/distill unless `--out` is given; see README.md (Distillation) for the layout.
 """
 
 from __future__ import annotations

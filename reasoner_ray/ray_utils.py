@@ -28,7 +28,8 @@ def init_ray(num_cpus: int | None = None) -> None:
     ray.init(
         address="local",
         num_cpus=num_cpus,
-        include_dashboard=False,
+        include_dashboard=True,  # Ray Train and the state API (`ray list actors`) need it
+        dashboard_host="127.0.0.1",
         runtime_env={"env_vars": env_vars},
         _temp_dir=os.path.join(tmp, "ray"),
     )

@@ -1,7 +1,7 @@
 """The Ray Data stage that asks the teacher: a callable class for `map_batches` on an actor pool.
 
 Why not `ray.data.llm`'s HTTP processor: it keeps one request in flight per actor, and a row whose calls keep
-failing fails the whole job (see docs/distill.md). Here each actor runs its own asyncio loop in a background
+failing fails the whole job (see README.md (Distillation)). Here each actor runs its own asyncio loop in a background
 thread; every batch submitted to the actor (several at once: the pool runs it multi-threaded) puts its rows on
 that loop, where a shared semaphore caps the requests in flight. Per row: build the teacher messages, look up
 the durable cache, call the endpoint only on a miss, cache the completion the moment it arrives, then verify.

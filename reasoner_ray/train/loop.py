@@ -63,8 +63,11 @@ def _save_checkpoint(engine, state: dict[str, Any], rank: int, history: list, pr
 
 def train_func(loop_config: dict[str, Any]) -> None:
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", loop_config["torch_extensions_dir"])
-    # Ray logs every report's full metrics (our per-step history) at INFO; progress lines come from tracking.py.
-    logging.getLogger("ray.train.v2._internal.execution.context").setLevel(logging.WARNING)
+    # Ray logs every report's full metrics (our per-step history) at INFO, on a logger named after its file;
+    # progress lines come from tracking.py instead.
+    from ray.train.v2._internal.execution import context as train_context
+
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
     import deepspeed
     import ray.train
     import torch

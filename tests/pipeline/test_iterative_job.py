@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.slow]
 # Small enough for CI, big enough that SFT learns the answer format and yes/no questions give pairs.
 TINY = ["data.train.limit=1000", "sft.epochs=1", "rollout.limit=24", "rollout.samples_per_temperature=2",
         "rollout.max_tokens=64", "data.eval.limit=24", "eval.max_tokens=64", "rounds=1", "dpo.global_batch_size=4",
-        "train.checkpoint_every_steps=2", "pairs.accuracy_band=[0.0,1.0]", "rollout.kv_cache_gib=1"]
+        "train.checkpoint_every_steps=2", "train.log_every_steps=1", "pairs.accuracy_band=[0.0,1.0]", "rollout.kv_cache_gib=1"]
 JOB = [sys.executable, "jobs/iterative_dpo.py", "--config", "configs/quickstart.yaml"]
 
 

@@ -1,7 +1,7 @@
 """The reward: extract a response's final answer and score it with its answer type's benchmark metric.
 
 Answer types live in a registry filled by `@register("name")`; importing this package registers the built-in
-ones (multiple_choice, yes_no, number, open, anls, math). docs/answer_types.md states each type's rule.
+ones (multiple_choice, yes_no, number, open, anls, math). README.md (Reward) states each type's rule.
 """
 
 from reasoner_ray.core.reward import choice, math_answer, numeric, text  # noqa: F401  (they register themselves)
