@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,8 +44,9 @@ def local_cluster(num_cpus: int = 2):
              f"--num-cpus={num_cpus}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
              f"--temp-dir={temp}", "--disable-usage-stats", "--include-dashboard=true"]
     subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    cluster = {"address": f"http://127.0.0.1:{dash_port}", "env": env, "gcs": f"127.0.0.1:{gcs_port}"}
     try:
-        yield {"address": f"http://127.0.0.1:{dash_port}", "env": env, "gcs": f"127.0.0.1:{gcs_port}"}
+        yield cluster
     finally:
         # Stop only this cluster's processes (by its temp dir), never every Ray on the machine.
         subprocess.run(["pkill", "-f", str(temp)], check=False)
@@ -55,6 +57,13 @@ def local_cluster(num_cpus: int = 2):
 
 def submit(cluster: dict, entrypoint: list[str], timeout: float = 600, extra_env: dict | None = None,
            ) -> subprocess.CompletedProcess:
+    """`ray job submit`, retried while the head's job agent is still starting (`ray start` returns before it
+    is ready, and the submission then fails with "No available agent to submit job")."""
     cmd = [str(BIN / "ray"), "job", "submit", f"--address={cluster['address']}", f"--working-dir={ROOT}", "--"]
     env = {**cluster["env"], **(extra_env or {})}
-    return subprocess.run(cmd + entrypoint, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    deadline = time.time() + 120
+    while True:
+        out = subprocess.run(cmd + entrypoint, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        if "No available agent to submit job" not in out.stdout + out.stderr or time.time() > deadline:
+            return out
+        time.sleep(2)

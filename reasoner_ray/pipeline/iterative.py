@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasoner_ray.core.config import Config
+from reasoner_ray.core.metrics import majority_baseline
 from reasoner_ray.core.rundir import round_stage
 from reasoner_ray.pipeline import generation_stages as gen
 from reasoner_ray.pipeline.report import markdown_table, report_rows, write_report
@@ -33,13 +34,22 @@ class RunResult:
 
 
 def _place_model(export: str | Path, io: StageIO) -> Path:
-    """Move a trainer's export to the stage's canonical model folder."""
+    """Put a model at the stage's canonical folder: a trainer's export (in work/) is moved, not copied (an 8B
+    export is 16 GB); a model from elsewhere (a carried-over policy) is copied."""
     target = io.output / MODEL_DIR
-    export = Path(export)
-    if export.resolve() != target.resolve():
-        shutil.rmtree(target, ignore_errors=True)
+    export = Path(export).resolve()
+    shutil.rmtree(target, ignore_errors=True)
+    if export.is_relative_to(io.work.resolve()):
+        shutil.move(export, target)
+    else:
         shutil.copytree(export, target)
     return target
+
+
+def _majority_baseline(config: Config) -> float:
+    from reasoner_ray.data.readers import iter_rows
+
+    return majority_baseline(row.answers[0] for row in iter_rows(config.data.eval, check_image=False))
 
 
 def distill_stage(config: Config):
@@ -127,7 +137,8 @@ def run_pipeline(config: Config) -> RunResult:
 
     report_dir = runner.output("report")
     report_dir.mkdir(parents=True, exist_ok=True)
-    notes = [f"final model: {policy}", f"total wall time this invocation: {time.time() - started:.0f} s",
+    notes = [f"majority-answer baseline on the evaluation split: {100 * _majority_baseline(config):.1f}%",
+             f"final model: {policy}", f"total wall time this invocation: {time.time() - started:.0f} s",
              f"config: {config.run.dir}/config.json"]
     path = write_report(runner.manifest, config.rounds, report_dir, f"reasoner-ray run: {config.run.name}", notes)
     runner.run_dir.commit("report")

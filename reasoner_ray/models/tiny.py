@@ -1,0 +1,200 @@
+"""Build tiny Qwen2-VL and LLaVA models deterministically from a seed, as HF folders that vLLM also loads.
+
+No hub is reachable, so the quickstart and the tests use models built here: random weights, a locally trained
+tokenizer (reasoner_ray.models.tokenizer) and the family's real processor class. A folder is keyed by a hash
+of the family, the size settings and the seed, built once and reused (`ensure_tiny_model`). Building writes to
+a temporary sibling and renames it into place, so a crash never leaves a half-written model behind.
+
+LLaVA: transformers 5.19 saves the CLIP tower as `vision_tower.*`, vLLM 0.32 loads `vision_tower.vision_model.*`;
+`reasoner_ray.models.export.write_vllm_layout` rewrites the keys, and transformers reads that layout back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from reasoner_ray.core.config import TinyModelConfig
+from reasoner_ray.core.prompts import (
+    ANSWER_MARKER,
+    COT_INSTRUCTION,
+    COT_INSTRUCTION_MC,
+    DIRECT_INSTRUCTION,
+    TEACHER_SYSTEM_PROMPT,
+)
+
+BUILD_VERSION = 1  # bump when the construction below changes, so cached folders are rebuilt
+
+
+def tiny_model_key(family: str, size: TinyModelConfig, seed: int) -> str:
+    blob = json.dumps({"family": family, "size": size.model_dump(), "seed": seed, "v": BUILD_VERSION}, sort_keys=True)
+    return f"tiny-{family}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def _tokenizer_corpus() -> list[str]:
+    from reasoner_ray.teacher.phrasing import corpus_sentences
+
+    texts = [ANSWER_MARKER, COT_INSTRUCTION, COT_INSTRUCTION_MC, DIRECT_INSTRUCTION, TEACHER_SYSTEM_PROMPT]
+    try:
+        import easy_vqa
+
+        questions, answers, _ = easy_vqa.get_train_questions()
+        texts += questions[:20000] + sorted(set(answers))
+    except ImportError:  # the tokenizer still works without the data set; it is only less compact
+        pass
+    texts += corpus_sentences()
+    texts += [f"{ANSWER_MARKER} {a}" for a in ("yes", "no", "A", "B", "C", "D", "1", "2", "10")]
+    return texts
+
+
+def _qwen2_vl(size: TinyModelConfig, tokenizer):
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    head_dim = size.text_hidden_size // size.text_heads
+    # M-RoPE splits the rotary half-dimension into (temporal, height, width) sections.
+    half = head_dim // 2
+    section = [half - 2 * (half // 3), half // 3, half // 3]
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    config = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=size.text_hidden_size,
+            intermediate_size=size.intermediate_size,
+            num_hidden_layers=size.text_layers,
+            num_attention_heads=size.text_heads,
+            num_key_value_heads=size.text_kv_heads,
+            max_position_embeddings=size.max_position_embeddings,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section},
+            bos_token_id=None,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            depth=size.vision_depth,
+            embed_dim=size.vision_hidden_size,
+            hidden_size=size.text_hidden_size,
+            num_heads=size.vision_heads,
+            patch_size=size.patch_size,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    model = Qwen2VLForConditionalGeneration(config)
+    pixels = size.image_size * size.image_size
+    image_kwargs = dict(patch_size=size.patch_size, merge_size=2, temporal_patch_size=2,
+                        size={"shortest_edge": pixels, "longest_edge": pixels})
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**image_kwargs),
+        video_processor=Qwen2VLVideoProcessor(**image_kwargs),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+    )
+    return model, processor
+
+
+def _llava(size: TinyModelConfig, tokenizer):
+    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    config = LlavaConfig(
+        vision_config=dict(
+            model_type="clip_vision_model",
+            hidden_size=size.vision_hidden_size,
+            intermediate_size=size.vision_hidden_size * 4,
+            num_hidden_layers=size.vision_depth,
+            num_attention_heads=size.vision_heads,
+            image_size=size.image_size,
+            patch_size=size.patch_size,
+            projection_dim=size.vision_hidden_size,
+        ),
+        text_config=dict(
+            model_type="llama",
+            vocab_size=len(tokenizer),
+            hidden_size=size.text_hidden_size,
+            intermediate_size=size.intermediate_size,
+            num_hidden_layers=size.text_layers,
+            num_attention_heads=size.text_heads,
+            num_key_value_heads=size.text_kv_heads,
+            max_position_embeddings=size.max_position_embeddings,
+            bos_token_id=None,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        tie_word_embeddings=False,
+    )
+    model = LlavaForConditionalGeneration(config)
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": size.image_size},
+            crop_size={"height": size.image_size, "width": size.image_size},
+        ),
+        tokenizer=tokenizer,
+        patch_size=size.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's class token, dropped by the "default" strategy
+        chat_template=tokenizer.chat_template,
+    )
+    return model, processor
+
+
+FAMILIES = {"qwen2_vl": _qwen2_vl, "llava": _llava}
+
+
+def build_tiny_model(family: str, size: TinyModelConfig, seed: int, out_dir: str | Path) -> Path:
+    """Build and save a tiny VLM (model + processor + tokenizer) into out_dir."""
+    import torch
+    from transformers import GenerationConfig
+
+    from reasoner_ray.models.export import write_vllm_layout
+    from reasoner_ray.models.tokenizer import train_tokenizer
+
+    if family not in FAMILIES:
+        raise ValueError(f"model.family {family!r} is not one of {sorted(FAMILIES)}")
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer(_tokenizer_corpus(), size.vocab_size, family)
+    model, processor = FAMILIES[family](size, tokenizer)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None
+    )
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    write_vllm_layout(out)
+    return out
+
+
+def ensure_tiny_model(family: str, size: TinyModelConfig, seed: int, cache_dir: str | Path) -> Path:
+    """The cached folder for these settings, built atomically on first use (safe under concurrent callers)."""
+    cache = Path(cache_dir)
+    final = cache / tiny_model_key(family, size, seed)
+    if (final / "config.json").is_file():
+        return final
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=cache))
+    try:
+        build_tiny_model(family, size, seed, tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process won the race; its folder is equivalent
+            if not (final / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
