@@ -28,8 +28,9 @@ def init_ray(num_cpus: int | None = None) -> None:
     ray.init(
         address="local",
         num_cpus=num_cpus,
-        include_dashboard=True,  # Ray Train and the state API (`ray list actors`) need it
-        dashboard_host="127.0.0.1",
+        # No dashboard: its agent binds fixed ports (52365, ...) that a `ray start` cluster on the same machine
+        # also needs; Ray Train only logs that its state queries are unavailable.
+        include_dashboard=False,
         runtime_env={"env_vars": env_vars},
         _temp_dir=os.path.join(tmp, "ray"),
     )

@@ -8,7 +8,7 @@ bash scripts/setup.sh
 mkdir -p .tmp .cache
 export TMPDIR="$root/.tmp" TORCH_EXTENSIONS_DIR="$root/.cache/torch_extensions" RAY_USAGE_STATS_ENABLED=0
 status=0
-.venv/bin/python -m pytest -p no:cacheprovider --timeout=900 "$@" || status=$?
+.venv/bin/python -m pytest -p no:cacheprovider --timeout=900 --durations=15 "$@" || status=$?
 # vLLM/torch processes killed by tests leak shared-memory segments: remove those no live process uses.
 .venv/bin/python scripts/clean_shm.py | tail -n 1
 exit $status

@@ -42,16 +42,19 @@ def local_cluster(num_cpus: int = 2):
     env.pop("RAY_ADDRESS", None)
     start = [str(BIN / "ray"), "start", "--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
              f"--num-cpus={num_cpus}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
-             f"--temp-dir={temp}", "--disable-usage-stats", "--include-dashboard=true"]
+             f"--temp-dir={temp}", "--disable-usage-stats", "--include-dashboard=true",
+             # Agents default to fixed ports that another Ray on the machine (a test's in-process one) may hold.
+             *(f"--{flag}={free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                      "metrics-export-port", "runtime-env-agent-port"))]
     subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
     cluster = {"address": f"http://127.0.0.1:{dash_port}", "env": env, "gcs": f"127.0.0.1:{gcs_port}"}
     try:
         yield cluster
     finally:
         # Stop only this cluster's processes (by its temp dir), never every Ray on the machine.
-        subprocess.run(["pkill", "-f", str(temp)], check=False)
-        subprocess.run(["pkill", "-f", f"--gcs-address=127.0.0.1:{gcs_port}"], check=False)
-        subprocess.run(["pkill", "-f", f"gcs_server.*--gcs_server_port={gcs_port}"], check=False)
+        subprocess.run(["pkill", "-f", "--", str(temp)], check=False)
+        subprocess.run(["pkill", "-f", "--", f"--gcs-address=127.0.0.1:{gcs_port}"], check=False)
+        subprocess.run(["pkill", "-f", "--", f"gcs_server.*--gcs_server_port={gcs_port}"], check=False)
         shutil.rmtree(temp, ignore_errors=True)
 
 
