@@ -51,10 +51,13 @@ def local_cluster(num_cpus: int = 2):
     try:
         yield cluster
     finally:
-        # Stop only this cluster's processes (by its temp dir), never every Ray on the machine.
-        subprocess.run(["pkill", "-f", "--", str(temp)], check=False)
-        subprocess.run(["pkill", "-f", "--", f"--gcs-address=127.0.0.1:{gcs_port}"], check=False)
-        subprocess.run(["pkill", "-f", "--", f"gcs_server.*--gcs_server_port={gcs_port}"], check=False)
+        # Stop only this cluster's processes (by its temp dir or GCS port), never every Ray on the machine:
+        # politely first, then SIGKILL what is left (gcs_server can outlive a SIGTERM).
+        patterns = [str(temp), f"--gcs-address=127.0.0.1:{gcs_port}", f"--gcs_server_port={gcs_port}"]
+        for signal_flag in ("-TERM", "-KILL"):
+            for pattern in patterns:
+                subprocess.run(["pkill", signal_flag, "-f", "--", pattern], check=False)
+            time.sleep(2)
         shutil.rmtree(temp, ignore_errors=True)
 
 
