@@ -3,8 +3,5 @@
 # CPU default (tiny Qwen2-VL, easy-VQA, the local stand-in teacher). Extra arguments are config overrides.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-bash scripts/setup.sh
-mkdir -p .tmp .cache
-export TMPDIR="$root/.tmp" TORCH_EXTENSIONS_DIR="$root/.cache/torch_extensions" RAY_USAGE_STATS_ENABLED=0
+source "$root/scripts/env.sh"
 exec .venv/bin/python jobs/iterative_dpo.py --config configs/quickstart.yaml "$@"

@@ -15,7 +15,7 @@ if [ -z "$build" ]; then
 fi
 req="requirements/$build.txt"
 stamp="$venv/.reasoner-setup-$build"
-want=$(cat "$req" requirements/common.txt scripts/setup.sh scripts/patch_torchvision.py pyproject.toml | sha256sum | cut -c1-16)
+want=$(cat "$req" requirements/common.txt scripts/setup.sh scripts/env.sh scripts/patch_torchvision.py pyproject.toml | sha256sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
