@@ -6,7 +6,9 @@ One run, same machine, same prompts (easy-VQA test images) and sample count, fix
 (ignore_eos), on a ~20M-parameter tiny Qwen2-VL where compute matters. Prints generated tokens/s of:
   (a) the rollout stage (reasoner_ray.pipeline.generation_stages.rollouts_stage: Ray Data + vLLM actors),
       wall time of the whole stage including actor and engine start, and its generation-only rate;
-  (b) bare `vllm.LLM.generate` with one engine (generate call only, and including engine start);
+  (b) bare `vllm.LLM.generate` with one engine set up as the stage sets up each of its engines (in-process
+      engine core, threads pinned to the engine's share of the cores), generate call only and including engine
+      start; and (b0) the same with vLLM's defaults (engine core in a child process, vLLM's own thread binding);
   (c) transformers `generate` batched with num_return_sequences, torch using every core;
 and the ratios (a)/(b) per engine and (a)/(c).
 """
@@ -54,7 +56,7 @@ def run_stage(model: str, args) -> dict:
         "run": {"dir": run_dir},
         "data": {"train": {"format": "easy_vqa", "split": "test", "limit": args.prompts}},
         "rollout": {"samples_per_temperature": args.samples, "temperatures": [1.0], "max_tokens": args.tokens,
-                    "num_engines": args.engines, "batch_size": max(1, args.prompts // (2 * args.engines)),
+                    "num_engines": args.engines, "batch_size": max(1, args.prompts // args.engines),
                     "max_model_len": 1024, "kv_cache_gib": 2, "ignore_eos": True},
     })
     started = time.perf_counter()
@@ -68,17 +70,24 @@ def run_stage(model: str, args) -> dict:
     return {"tokens": tokens, "wall_s": wall}
 
 
-def run_bare_vllm(model: str, args) -> dict:
+def run_bare_vllm(model: str, args, cpu_cores: int | None = None) -> dict:
     from reasoner_ray.engines.vllm_generator import EngineSettings, VLLMGenerator
 
+    if cpu_cores is None:  # the stage's share per engine (reasoner_ray.stages.generation.GenerationActor)
+        cpu_cores = max(1, len(os.sched_getaffinity(0)) // args.engines)
     qs = rows(args.prompts)
     started = time.perf_counter()
-    with VLLMGenerator(EngineSettings(model_path=model, max_model_len=1024, kv_cache_gib=2)) as gen:
+    with VLLMGenerator(EngineSettings(model_path=model, max_model_len=1024, kv_cache_gib=2, cpu_cores=cpu_cores)) as gen:
         ready = time.perf_counter()
         out = gen.generate(qs, "cot", n=args.samples, temperature=1.0, max_tokens=args.tokens, seed=0, ignore_eos=True)
         done = time.perf_counter()
     tokens = sum(s.completion_tokens for r in out for s in r)
     return {"tokens": tokens, "generate_s": done - ready, "with_start_s": done - started}
+
+
+def run_vllm_defaults(model: str, args) -> dict:
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+    return run_bare_vllm(model, args, cpu_cores=0)
 
 
 def run_transformers(model: str, args) -> dict:
@@ -105,7 +114,7 @@ def run_transformers(model: str, args) -> dict:
     return {"tokens": tokens, "generate_s": time.perf_counter() - started}
 
 
-MODES = {"stage": run_stage, "vllm": run_bare_vllm, "transformers": run_transformers}
+MODES = {"stage": run_stage, "vllm": run_bare_vllm, "vllm_defaults": run_vllm_defaults, "transformers": run_transformers}
 
 
 def main() -> None:
@@ -122,22 +131,25 @@ def main() -> None:
         print("RESULT " + json.dumps(MODES[args.mode](model, args)), flush=True)
         return
     results = {}
-    for mode in ("vllm", "stage", "transformers"):  # each in a fresh process: no shared engines or caches
+    for mode in ("vllm", "vllm_defaults", "stage", "transformers"):  # each in a fresh process: no shared engines or caches
         cmd = [sys.executable, __file__, "--mode", mode] + [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k != "mode"]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:
             sys.exit(f"{mode} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
         results[mode] = json.loads(line[7:])
-    v, s, t = results["vllm"], results["stage"], results["transformers"]
+    v, v0, s, t = results["vllm"], results["vllm_defaults"], results["stage"], results["transformers"]
     rate = lambda r, key: r["tokens"] / r[key]  # noqa: E731
     print(f"prompts={args.prompts} samples={args.samples} tokens={args.tokens} engines={args.engines}")
     print(f"(a) rollout stage      : {rate(s, 'wall_s'):8.0f} tok/s (whole stage incl. actor+engine start, {s['wall_s']:.1f} s)")
     print(f"(b) bare vLLM generate : {rate(v, 'generate_s'):8.0f} tok/s (generate only, {v['generate_s']:.1f} s); "
           f"{rate(v, 'with_start_s'):.0f} tok/s incl. engine start")
+    print(f"(b0) vLLM defaults     : {rate(v0, 'generate_s'):8.0f} tok/s (generate only, {v0['generate_s']:.1f} s); "
+          f"{rate(v0, 'with_start_s'):.0f} tok/s incl. engine start")
     print(f"(c) transformers       : {rate(t, 'generate_s'):8.0f} tok/s ({t['generate_s']:.1f} s)")
     print(f"(a)/(b) per engine, both incl. start : {rate(s, 'wall_s') / args.engines / rate(v, 'with_start_s'):.2f}")
     print(f"(a)/(b) per engine, stage vs generate: {rate(s, 'wall_s') / args.engines / rate(v, 'generate_s'):.2f}")
+    print(f"(a)/(b0) per engine, both incl. start: {rate(s, 'wall_s') / args.engines / rate(v0, 'with_start_s'):.2f}")
     print(f"(a)/(c)                              : {rate(s, 'wall_s') / rate(t, 'generate_s'):.2f}")
 
 

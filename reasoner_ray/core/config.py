@@ -137,6 +137,9 @@ class RolloutConfig(_Section):
     max_tokens: int = 256
     top_p: float = 1.0
     num_engines: int = 1
+    # CPU only: cores each engine's threads are pinned to (disjoint per engine on a node); None = the node's
+    # cores divided by num_engines. vLLM's own default pins every engine to the same cores.
+    cpu_cores_per_engine: int | None = Field(default=None, ge=1)
     tensor_parallel_size: int = 1
     batch_size: int = 32  # questions per engine call
     max_model_len: int = 2048

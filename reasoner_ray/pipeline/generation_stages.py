@@ -31,7 +31,8 @@ def engine_settings(config: Config, model_path: str):
     r = config.rollout
     return EngineSettings(model_path=model_path, max_model_len=r.max_model_len, kv_cache_gib=r.kv_cache_gib,
                           gpu_memory_utilization=r.gpu_memory_utilization, tensor_parallel_size=r.tensor_parallel_size,
-                          enforce_eager=r.enforce_eager, seed=config.run.seed, dtype=config.model.dtype)
+                          enforce_eager=r.enforce_eager, seed=config.run.seed, dtype=config.model.dtype,
+                          cpu_cores=r.cpu_cores_per_engine or 0)
 
 
 def _questions(source: DataSource):
@@ -54,7 +55,9 @@ def _generate(config: Config, model_path: str, source: DataSource, plan, out: Pa
     gpus = float(config.rollout.tensor_parallel_size) if config.train.use_gpu else 0.0
     ds = generate_dataset(questions, engine_settings(config, model_path), plan, config.rollout.num_engines,
                           config.rollout.batch_size, gpus_per_engine=gpus)
-    ds.write_parquet(str(out))
+    # Writing takes no CPU slot: with one engine per core the engines hold every CPU of the node, and a write
+    # task waiting for one would stall the stage.
+    ds.write_parquet(str(out), ray_remote_args={"num_cpus": 0})
     return n_questions, _parquet_rows(out)
 
 

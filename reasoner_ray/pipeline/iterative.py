@@ -24,6 +24,7 @@ from reasoner_ray.pipeline.runner import StageCounts, StageIO, StageRunner
 log = logging.getLogger(__name__)
 
 MODEL_DIR = "model"
+DISTILLED_ROWS = "rows.jsonl"  # verified rows with rationales, in the distill stage's output
 
 
 @dataclass
@@ -117,7 +118,8 @@ def run_pipeline(config: Config) -> RunResult:
     if config.distill.enabled:
         runner.run("distill", distill_stage(config))
     if config.sft.enabled:
-        rows_path = runner.manifest.stages["distill"].extra["sft_rows"] if config.distill.enabled else config.data.train.path
+        # From the layout, not the manifest's absolute path: a run directory may be moved or synced between nodes.
+        rows_path = str(runner.output("distill") / DISTILLED_ROWS) if config.distill.enabled else config.data.train.path
         runner.run("sft", sft_stage(config, policy, rows_path))
         policy = str(runner.output("sft") / MODEL_DIR)
         runner.run("eval_sft", gen.eval_stage(config, policy, 0))

@@ -10,7 +10,8 @@ stage still completes; the engine is shut down in `__del__`, which Ray Data call
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reasoner_ray.core.rows import VQARow
@@ -45,9 +46,11 @@ class GenerationPlan:
 class GenerationActor:
     """A Ray Data callable class: one vLLM engine per actor."""
 
-    def __init__(self, settings, plan: GenerationPlan):
+    def __init__(self, settings, plan: GenerationPlan, num_engines: int = 1):
         from reasoner_ray.engines.vllm_generator import VLLMGenerator
 
+        if settings.cpu_cores == 0:  # not set: share this node's cores evenly between the stage's engines
+            settings = replace(settings, cpu_cores=max(1, len(os.sched_getaffinity(0)) // num_engines))
         self.plan = plan
         self.generator = VLLMGenerator(settings)
 
@@ -86,9 +89,13 @@ class GenerationActor:
 def generate_dataset(questions, settings, plan: GenerationPlan, num_engines: int, batch_size: int,
                      gpus_per_engine: float = 0.0):
     """questions: a Ray Dataset with a `row` column (VQARow JSON). Returns the lazily generated dataset."""
-    return questions.map_batches(
+    # One block per batch, split before any engine holds a CPU: Ray Data hands whole blocks to actors (fewer
+    # blocks than engines leaves engines idle), and a repartition task queued behind engines that hold every CPU
+    # of the node would never run.
+    blocks = max(num_engines, -(-questions.count() // batch_size))
+    return questions.repartition(blocks).materialize().map_batches(
         GenerationActor,
-        fn_constructor_kwargs={"settings": settings, "plan": plan},
+        fn_constructor_kwargs={"settings": settings, "plan": plan, "num_engines": num_engines},
         batch_size=batch_size,
         batch_format="numpy",
         concurrency=num_engines,

@@ -1,9 +1,14 @@
 """The main job end to end on a tiny budget: once through `ray job submit` to a real `ray start` cluster, and once
 run directly while being SIGKILLed during rollouts, between stages and during DPO training, then restarted.
-Both runs must end with the same per-stage counts (no row lost or duplicated)."""
+Both runs must end with the same per-stage counts (no row lost or duplicated).
+
+The killed run starts from a copy of the submitted run's distill, SFT and SFT-evaluation stages (its manifest
+lists those three as done), so the kills land in round 1 without paying for distillation and SFT twice; killing
+and resuming distillation and SFT themselves is tested in tests/distill and tests/train."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,12 +21,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ray_cluster import ROOT, local_cluster, submit  # noqa: E402
 
+from reasoner_ray.core.rundir import stage_dir  # noqa: E402
+
 pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.slow]
 
 # Small enough for CI, big enough that SFT learns the answer format and yes/no questions give pairs.
 TINY = ["data.train.limit=1000", "sft.epochs=1", "rollout.limit=24", "rollout.samples_per_temperature=2",
         "rollout.max_tokens=64", "data.eval.limit=24", "eval.max_tokens=64", "rounds=1", "dpo.global_batch_size=4",
-        "train.checkpoint_every_steps=2", "train.log_every_steps=1", "pairs.accuracy_band=[0.0,1.0]", "rollout.kv_cache_gib=1"]
+        "train.log_every_steps=1", "pairs.accuracy_band=[0.0,1.0]", "rollout.kv_cache_gib=1"]
 JOB = [sys.executable, "jobs/iterative_dpo.py", "--config", "configs/quickstart.yaml"]
 
 
@@ -79,9 +86,22 @@ def test_job_submit_runs_the_whole_pipeline(submitted_run):
     assert report.is_file() and (run_dir / "report" / "output" / "accuracy.png").is_file()
 
 
+PRE_ROUND_STAGES = ("distill", "sft", "eval_sft")
+
+
+def _seed_from(source: Path, run_dir: Path) -> None:
+    """A run directory whose manifest says the pre-round stages are done, with their folders copied over."""
+    manifest = json.loads((source / "manifest.json").read_text())
+    for stage in PRE_ROUND_STAGES:
+        shutil.copytree(source / stage_dir(stage) / "output", run_dir / stage_dir(stage) / "output")
+    manifest = {"config_hash": "", "stages": {k: manifest["stages"][k] for k in PRE_ROUND_STAGES}}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_sigkill_and_restart_gives_the_same_counts(submitted_run, tmp_path):
     reference_counts = _counts(submitted_run[0])
     run_dir = tmp_path / "run"
+    _seed_from(submitted_run[0], run_dir)
     args = JOB + [f"run.dir={run_dir}", *TINY]
     assert _run_until(args, "stage r1/rollouts    starting", delay=8), "never reached rollouts"
     assert _run_until(args, "stage r1/rewards     done"), "never reached the end of rewards"
