@@ -6,29 +6,23 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import setup_logging  # noqa: E402
-from reasoner_ray.core.config import ConfigError, load_config  # noqa: E402
+from reasoner_ray.cli import parse_job_args, setup_logging  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None)
+def _arguments(parser) -> None:
     parser.add_argument("--rows", required=True, help="VQARow JSONL/Parquet file or folder")
     parser.add_argument("--out", required=True, help="output folder (model/, metrics.jsonl, tensorboard/)")
     parser.add_argument("--model", default=None, help="model folder (default: model.path or the tiny model)")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    try:
-        config = load_config(args.config, args.overrides)
-    except (ConfigError, FileNotFoundError) as err:
-        parser.exit(2, f"{err}\n")
+    config, args = parse_job_args(argv, __doc__.splitlines()[0], _arguments)
     from reasoner_ray.models.loading import resolve_model_path
     from reasoner_ray.train.sft import run_sft
 
