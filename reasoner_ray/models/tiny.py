@@ -51,6 +51,23 @@ def _tokenizer_corpus() -> list[str]:
     return texts
 
 
+def _text_config(size: TinyModelConfig, tokenizer, **family_keys) -> dict:
+    """The language model's settings, the same for every family; `family_keys` add the family's own."""
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=size.text_hidden_size,
+        intermediate_size=size.intermediate_size,
+        num_hidden_layers=size.text_layers,
+        num_attention_heads=size.text_heads,
+        num_key_value_heads=size.text_kv_heads,
+        max_position_embeddings=size.max_position_embeddings,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **family_keys,
+    )
+
+
 def _qwen2_vl(size: TinyModelConfig, tokenizer):
     from transformers import (
         Qwen2VLConfig,
@@ -66,19 +83,8 @@ def _qwen2_vl(size: TinyModelConfig, tokenizer):
     section = [half - 2 * (half // 3), half // 3, half // 3]
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
     config = Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=size.text_hidden_size,
-            intermediate_size=size.intermediate_size,
-            num_hidden_layers=size.text_layers,
-            num_attention_heads=size.text_heads,
-            num_key_value_heads=size.text_kv_heads,
-            max_position_embeddings=size.max_position_embeddings,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section},
-            bos_token_id=None,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ),
+        text_config=_text_config(size, tokenizer,
+                                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}),
         vision_config=dict(
             depth=size.vision_depth,
             embed_dim=size.vision_hidden_size,
@@ -121,19 +127,7 @@ def _llava(size: TinyModelConfig, tokenizer):
             patch_size=size.patch_size,
             projection_dim=size.vision_hidden_size,
         ),
-        text_config=dict(
-            model_type="llama",
-            vocab_size=len(tokenizer),
-            hidden_size=size.text_hidden_size,
-            intermediate_size=size.intermediate_size,
-            num_hidden_layers=size.text_layers,
-            num_attention_heads=size.text_heads,
-            num_key_value_heads=size.text_kv_heads,
-            max_position_embeddings=size.max_position_embeddings,
-            bos_token_id=None,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ),
+        text_config=_text_config(size, tokenizer, model_type="llama"),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,

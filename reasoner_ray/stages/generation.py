@@ -1,8 +1,9 @@
 """vLLM generation as a Ray Data stage: rollouts (many samples per question) and evaluation (greedy).
 
 Each Ray Data actor holds one `VLLMGenerator` (one engine per `tensor_parallel_size` GPUs, or on CPUs one per
-slot of cores, reasoner_ray/engines/cpu_binding.py); rows stream through `map_batches` in batches of questions. Rollouts sample `samples_per_temperature` chains at every
-temperature of the config with the CoT instruction; evaluation decodes greedily once per style (CoT, direct).
+slot of cores, reasoner_ray/engines/cpu_binding.py); rows stream through `map_batches` in batches of
+questions. Rollouts sample `samples_per_temperature` chains at every temperature of the config with the CoT
+instruction; evaluation decodes greedily once per style (CoT, direct).
 Output rows: question id, style, sample index, temperature, text, finish reason, token counts, plus the gold
 answer fields the reward stage needs. A killed actor is restarted by Ray Data and its batch retried, so the
 stage still completes; the engine is shut down in `__del__`, which Ray Data calls on graceful actor exit.
