@@ -91,10 +91,7 @@ def teacher_messages(row: VQARow, image_url: str, include_answer: bool) -> list[
     """OpenAI chat messages asking a teacher for a rationale ending in `### Answer: ...`."""
     hint = ""
     if include_answer:
-        gold = row.answers[0]
-        if row.answer_type == "multiple_choice" and row.choices and gold in row.choices:
-            gold = chr(ord("A") + row.choices.index(gold))
-        hint = f"\nThe correct answer is: {gold}. Explain how the image leads to it."
+        hint = f"\nThe correct answer is: {gold_for_response(row)}. Explain how the image leads to it."
     text = _TEACHER_TEMPLATES[row.answer_type].format(question=question_text(row), answer_hint=hint)
     return [
         {"role": "system", "content": TEACHER_SYSTEM_PROMPT},
@@ -102,9 +99,17 @@ def teacher_messages(row: VQARow, image_url: str, include_answer: bool) -> list[
     ]
 
 
+def gold_answer(row: VQARow) -> str:
+    """The row's one gold answer: the consensus of its human answers (reward.consensus_answer), the rule every
+    target, teacher hint and verification uses."""
+    from reasoner_ray.core.reward import consensus_answer  # here: the reward package imports ANSWER_MARKER from us
+
+    return consensus_answer(row.answers, row.answer_type)
+
+
 def gold_for_response(row: VQARow) -> str:
     """The short answer as the student should write it after `### Answer:` (a letter for multiple choice)."""
-    gold = row.answers[0]
+    gold = gold_answer(row)
     if row.answer_type == "multiple_choice" and row.choices and gold in row.choices:
         return chr(ord("A") + row.choices.index(gold))
     return gold

@@ -3,7 +3,9 @@ or rejected with a reason. Pure apart from the reward module; no Ray, no network
 
 A verified row yields the row itself with its `rationale` filled, a CoT conversation (rationale, then
 `### Answer: <gold>`) and a direct conversation (the short answer), as the paper's SFT mixture. The final answer
-is checked with `reasoner_ray.reward.score`, the same rule the rollout rewards use.
+is checked with `reasoner_ray.reward.score`, the same rule the rollout rewards use, against the one gold the
+targets write (`prompts.gold_answer`, the consensus of several human answers), so a rationale never concludes
+one answer above a `### Answer:` line that gives another.
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reasoner_ray.core.prompts import ANSWER_MARKER, cot_response, direct_response, gold_for_response, user_text
+from reasoner_ray.core.prompts import (
+    ANSWER_MARKER,
+    cot_response,
+    direct_response,
+    gold_answer,
+    gold_for_response,
+    user_text,
+)
 from reasoner_ray.core.rows import VQARow
 from reasoner_ray.data.images import to_data_url
 from reasoner_ray.data.llava import to_llava_record
@@ -52,12 +61,13 @@ def judge(row: VQARow, call: CallResult, key: str, cached: bool) -> dict[str, An
     if not text:
         return record(row.id, "rejected", "teacher", "teacher_empty_response", f"finish_reason={call.finish_reason}", **common)
     try:
-        verdict = score(text, row.answer, row.answer_type, row.choices)
+        gold = gold_answer(row)
+        verdict = score(text, gold, row.answer_type, row.choices)
     except GoldAnswerError as err:
         return record(row.id, "rejected", "verify", "bad_gold", str(err), **common)
     if not verdict.correct:
         reason = verdict.reason or "wrong_answer"
-        detail = f"teacher answered {verdict.parsed!r}, annotation {row.answers[0]!r}; tail: {text[-120:]!r}"
+        detail = f"teacher answered {verdict.parsed!r}, gold {gold!r}; tail: {text[-120:]!r}"
         return record(row.id, "rejected", "verify", reason, detail, **common)
     rationale = text.rpartition(ANSWER_MARKER)[0].strip()
     if not rationale:

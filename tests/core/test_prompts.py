@@ -47,3 +47,17 @@ def test_renders_through_model_chat_template(tiny_qwen2_vl):
         "Generate a reason first and then output a short answer.<|im_end|>\n"
         "<|im_start|>assistant\nIt barks.\n### Answer: dog<|im_end|>\n"
     )
+
+
+def test_gold_of_several_human_answers_is_the_consensus_not_the_first():
+    # VQA/TextVQA rows: ten human answers, the first of which may be an outlier.
+    row = _row(question="How many dogs?", answer=["2"] + ["3"] * 9)
+    assert prompts.gold_answer(row) == "3"
+    assert prompts.gold_for_response(row) == "3" and prompts.direct_response(row) == "3"
+    hint = prompts.teacher_messages(row, "data:image/png;base64,AAAA", include_answer=True)[1]["content"][1]["text"]
+    assert "correct answer is: 3." in hint
+    # Answers are grouped after the type's normalization ("two" = "2" for VQA answers); the group's first spelling
+    # is written; a tie goes to the group that appears first, so a single answer is itself.
+    assert prompts.gold_answer(_row(answer=["Two", "3", "two", "2", "3"])) == "Two"
+    assert prompts.gold_answer(_row(answer=["red", "blue"])) == "red"
+    assert prompts.gold_answer(_row(answer="dog")) == "dog"

@@ -136,6 +136,21 @@ def test_judge_sorts_every_outcome(rows):
         assert (out["status"], out["reason"]) == ("rejected", reason)
 
 
+def test_judge_writes_the_consensus_gold_it_verified_against(rows):
+    # ten human answers, the first an outlier: the SFT target must end with the answer the reward calls correct
+    row = rows[0].model_copy(update={"question": "How many shapes?", "answer": ["2"] + ["3"] * 9, "answer_type": "open"})
+    out = judge(row, CallResult(text="I count three shapes.\n### Answer: three"), "k", cached=False)
+    assert out["status"] == "verified"
+    target = json.loads(out["cot"])["conversations"][1]["value"]
+    assert target.endswith("### Answer: 3") and json.loads(out["direct"])["conversations"][1]["value"] == "3"
+    assert score(target, row.answer, "open").correct
+    # an answer some humans gave (3 of 10 count as correct for VQA accuracy) but not the consensus is rejected:
+    # the rationale would conclude one answer and the target line another
+    row = row.model_copy(update={"answer": ["2"] * 3 + ["3"] * 7})
+    out = judge(row, CallResult(text="I count two shapes.\n### Answer: 2"), "k", cached=False)
+    assert (out["status"], out["reason"]) == ("rejected", "wrong_answer")
+
+
 def test_teacher_writes_verifiable_varied_rationales(rows):
     index = AnnotationIndex.from_source(DataSource(split="test", limit=200))
     texts = set()

@@ -18,7 +18,7 @@ from reasoner_ray.core.reward.base import (
     register,
 )
 from reasoner_ray.core.reward.extract import extract_final_answer
-from reasoner_ray.core.reward.scoring import score
+from reasoner_ray.core.reward.scoring import consensus_answer, score
 
 __all__ = [
     "GOLD_ERROR",
@@ -30,6 +30,7 @@ __all__ = [
     "AnswerType",
     "GoldAnswerError",
     "Score",
+    "consensus_answer",
     "extract_final_answer",
     "register",
     "score",

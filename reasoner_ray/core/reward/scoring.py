@@ -8,6 +8,11 @@ from typing import Any
 
 from reasoner_ray.core.reward.base import REGISTRY, UNPARSED, GoldAnswerError, Score
 from reasoner_ray.core.reward.extract import extract_final_answer
+from reasoner_ray.core.reward.normalize import simple_normalize, vqa_normalize
+from reasoner_ray.core.reward.text import anls_normalize
+
+# How answers of a type are compared when several humans gave them (the same normalization the metric uses).
+_CONSENSUS_NORMALIZE = {"open": vqa_normalize, "yes_no": vqa_normalize, "anls": anls_normalize}
 
 
 def score(response: str, gold: str | Sequence[str], answer_type: str, choices: Sequence[str] | None = None,
@@ -46,3 +51,23 @@ def _prepared_gold(answer_type: str, gold: str | tuple[str, ...], choices: tuple
     if not golds or any(not g.strip() for g in golds):
         raise GoldAnswerError(f"gold answer is empty: {gold!r}")
     return answer_kind, answer_kind.prepare(tuple(g.strip() for g in golds), choices)
+
+
+def consensus_answer(golds: Sequence[str], answer_type: str) -> str:
+    """The one answer a target writes for a question with several human answers: the most frequent answer after
+    the type's normalization (VQA's for open and yes/no, ANLS's for anls, case and punctuation otherwise), spelled
+    as its first occurrence; a tie goes to the answer that appears first, so a single answer is itself.
+
+    Not `golds[0]`: VQA and TextVQA list ten answers in no particular order, and the first may be one the
+    metric scores as wrong (one human of ten: value 0.3)."""
+    if not golds:
+        raise GoldAnswerError("no gold answer")
+    normalize = _CONSENSUS_NORMALIZE.get(answer_type, simple_normalize)
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for gold in golds:
+        key = normalize(gold)
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, gold.strip())
+    best = max(counts.values())
+    return first[next(key for key in counts if counts[key] == best)]  # dicts keep first-appearance order
