@@ -54,9 +54,9 @@ class ModelConfig(_Section):
 
 
 class DataSource(_Section):
-    format: Literal["easy_vqa", "jsonl", "parquet", "llava"] = "easy_vqa"
-    path: str | None = None  # file or folder; unused for easy_vqa
-    split: Literal["train", "test"] = "train"
+    format: Literal["easy_vqa", "digits", "jsonl", "parquet", "llava"] = "easy_vqa"
+    path: str | None = None  # file or folder; unused for easy_vqa and digits
+    split: Literal["train", "validation", "test"] = "train"  # validation: digits only (carved from train)
     limit: int | None = None  # first N rows (after skipping bad ones); None = all
     image_root: str | None = None  # base folder for relative image paths
     answer_type: str = "open"  # for formats that carry no answer type (llava conversations)
@@ -129,6 +129,7 @@ class SFTConfig(_Section):
     global_batch_size: int = 32
     epochs: float = 1.0
     include_direct: bool = True  # mix in the same questions in direct form (paper)
+    include_cot: bool = True  # the CoT form of rows with a rationale (off: the paper's direct-only ablation)
 
 
 class RolloutConfig(_Section):
@@ -181,6 +182,11 @@ class DPOConfig(_Section):
 class EvalConfig(_Section):
     max_tokens: int = 256
     styles: list[Literal["cot", "direct"]] = Field(default_factory=lambda: ["cot", "direct"])
+    # The DPO model as a verifier (stage r<k>/verify): N sampled CoT chains per evaluation question, ranked by
+    # the implicit reward against the DPO reference; 0 samples or verifier off skips the stage.
+    samples: int = Field(default=0, ge=0)
+    sample_temperature: float = 1.0
+    verifier: bool = True
 
 
 class ServeConfig(_Section):

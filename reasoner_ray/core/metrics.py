@@ -32,11 +32,12 @@ def accuracy(values: Iterable[float]) -> Accuracy:
 
 
 def summarize(records: Iterable[dict]) -> dict[str, dict]:
-    """records: {style, answer_type, value} -> {style: {"all": {...}, "<answer_type>": {...}}}."""
+    """records: {style, answer_type, value[, tags]} -> {style: {"all": {...}, "<answer_type>": {...},
+    "<tag>": {...}}}: every row counts in "all", its answer type's group and each of its tags' groups."""
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in records:
-        groups[(r["style"], "all")].append(float(r["value"]))
-        groups[(r["style"], r["answer_type"])].append(float(r["value"]))
+        for group in ("all", r["answer_type"], *(r.get("tags") or ())):
+            groups[(r["style"], group)].append(float(r["value"]))
     out: dict[str, dict] = defaultdict(dict)
     for (style, kind), vals in sorted(groups.items()):
         out[style][kind] = accuracy(vals).as_dict()

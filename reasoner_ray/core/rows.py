@@ -63,6 +63,8 @@ class VQARow(_Row):
     choices: list[str] | None = None
     source: str
     rationale: str | None = None
+    # Groups the evaluation also reports on their own (e.g. digits: "multi_step", "kind:sum").
+    tags: list[str] = Field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     @property

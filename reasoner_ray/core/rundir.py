@@ -6,7 +6,8 @@
       distill/                      teacher rationales (SFT rows), rejected rows, accounting
       sft/                          SFT checkpoints and export/
       eval/sft/                     evaluation of the SFT model
-      rounds/r1/rollouts/ ... /eval round 1's rollouts, rewards, pairs, reference log-probs, DPO, eval
+      rounds/r1/rollouts/ ... /verify  round 1's rollouts, rewards, pairs, reference log-probs, DPO, eval,
+                                    and the DPO model as a verifier (when eval.samples > 0)
       report/                       report.md and plots
 
 A stage is named like `r1/dpo`; `stage_dir()` is the only place that maps names to folders. Each stage folder
@@ -22,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-ROUND_STAGES = ("rollouts", "rewards", "pairs", "reference", "dpo", "eval")
+ROUND_STAGES = ("rollouts", "rewards", "pairs", "reference", "dpo", "eval", "verify")
 RUN_STAGES = ("distill", "sft", "eval_sft", "report")
 _FOLDERS = {"distill": "distill", "sft": "sft", "eval_sft": "eval/sft", "report": "report"}
 

@@ -80,6 +80,7 @@ def _parquet_files(source: DataSource):
 # format -> function(source) -> (dataset of raw-ish records, function turning one record into a raw dict)
 RAY_READERS = {
     "easy_vqa": _driver_items,
+    "digits": _driver_items,  # generated in the driver: a few KB of PNG per question
     "jsonl": _text_files(lambda line, loc, _src: parse_json_line(line, loc)),
     "llava": _text_files(llava_line_to_raw),
     "parquet": _parquet_files,

@@ -1,5 +1,5 @@
 """The whole method as a sequence of stages: [distill] -> [SFT -> eval] -> rounds of
-rollouts -> rewards -> pairs -> reference log-probs -> DPO -> eval, then the report.
+rollouts -> rewards -> pairs -> reference log-probs -> DPO -> eval [-> verify], then the report.
 
 Every model a stage produces lives at `<stage output>/model` (a HF folder that transformers and vLLM load), so
 the policy of round r and the reference are found from the run directory alone, and a restarted job picks
@@ -20,6 +20,7 @@ from reasoner_ray.core.rundir import round_stage
 from reasoner_ray.pipeline import generation_stages as gen
 from reasoner_ray.pipeline.report import markdown_table, report_rows, write_report
 from reasoner_ray.pipeline.runner import StageCounts, StageIO, StageRunner
+from reasoner_ray.pipeline.verify_stage import verify_stage
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,8 @@ def run_pipeline(config: Config) -> RunResult:
         runner.run(name("dpo"), dpo_stage(config, policy, runner.output(name("reference")) / gen.PAIRS_FILE))
         policy = str(runner.output(name("dpo")) / MODEL_DIR)
         runner.run(name("eval"), gen.eval_stage(config, policy, r))
+        if config.eval.samples > 0 and config.eval.verifier:
+            runner.run(name("verify"), verify_stage(config, policy, reference, r))
         if config.dpo.reference == "previous":
             reference = policy
 

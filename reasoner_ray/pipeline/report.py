@@ -1,8 +1,10 @@
 """The run report: a Markdown table per round and PNG plots, built from the manifest and stage outputs.
 
 Rows: "sft" (round 0) and each DPO round. Columns: pairs, CoT and direct accuracy (± standard error), the mean
-DPO reward margin of the round's last logged steps, and wall time per stage. Plots: accuracy per round, DPO
-reward margins over steps, and why questions gave no pair.
+DPO reward margin of the round's last logged steps, and wall time per stage. Further sections: accuracy per
+group (answer types and row tags such as `multi_step`), DPO training metrics per round (rewards of chosen and
+rejected, margins, pair accuracy), and the DPO model as a verifier (when a round has a `verify` stage). Plots:
+accuracy per round, DPO reward margins over steps, and why questions gave no pair.
 """
 
 from __future__ import annotations
@@ -25,15 +27,89 @@ def _acc(manifest: Manifest, stage: str, style: str) -> str:
     return f"{100 * s['accuracy']:.1f} ± {100 * s['stderr']:.1f}"
 
 
-def _margin_history(path: str | None) -> list[tuple[int, float]]:
+def _metric_history(path: str | None, key: str) -> list[tuple[int, float]]:
     if not path or not Path(path).is_file():
         return []
     points = []
     for line in Path(path).read_text().splitlines():
         rec = json.loads(line)
-        if "rewards/margins" in rec:
-            points.append((int(rec.get("step", len(points))), float(rec["rewards/margins"])))
+        if key in rec:
+            points.append((int(rec.get("step", len(points))), float(rec[key])))
     return points
+
+
+def _margin_history(path: str | None) -> list[tuple[int, float]]:
+    return _metric_history(path, "rewards/margins")
+
+
+def _tail_mean(path: str | None, key: str, last: int = 5) -> str:
+    tail = [v for _, v in _metric_history(path, key)[-last:]]
+    return f"{sum(tail) / len(tail):.3f}" if tail else "-"
+
+
+def _eval_stages(manifest: Manifest, rounds: int) -> list[tuple[str, str]]:
+    evals = [("sft", "eval_sft")] + [(f"r{r}", f"r{r}/eval") for r in range(1, rounds + 1)]
+    return [(label, st) for label, st in evals if st in manifest.stages]
+
+
+def group_table(manifest: Manifest, rounds: int) -> str:
+    """Accuracy (%) ± standard error per group (answer type, tag) for every evaluated model and style."""
+    evals = [(label, manifest.stages[st].extra.get("summary") or {}) for label, st in _eval_stages(manifest, rounds)]
+    cols = [(label, style) for label, summary in evals for style in ("cot", "direct") if style in summary]
+    groups = sorted({g for _, summary in evals for by_group in summary.values() for g in by_group},
+                    key=lambda g: (g != "all", ":" in g, g))
+    if not cols or not groups:
+        return ""
+    lines = ["| group | n | " + " | ".join(f"{label} {style}" for label, style in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    summaries = dict(evals)
+    for g in groups:
+        n = next((s[st][g]["n"] for _, s in evals for st in s if g in s[st]), 0)
+        cells = []
+        for label, style in cols:
+            a = summaries[label].get(style, {}).get(g)
+            cells.append(f"{100 * a['accuracy']:.1f} ± {100 * a['stderr']:.1f}" if a else "-")
+        lines.append(f"| {g} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def dpo_table(manifest: Manifest, rounds: int) -> str:
+    """Mean of the last 5 logged DPO steps per round: implicit rewards of chosen and rejected, margin, accuracy."""
+    keys = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "loss")
+    lines = ["| round | pairs | steps | " + " | ".join(keys) + " |", "|---|---|---|" + "---|" * len(keys)]
+    for r in range(1, rounds + 1):
+        rec = manifest.stages.get(f"r{r}/dpo")
+        if rec is None:
+            continue
+        path = rec.extra.get("metrics_path")
+        pairs = manifest.stages[f"r{r}/pairs"].outputs if f"r{r}/pairs" in manifest.stages else "-"
+        lines.append(f"| {r} | {pairs} | {rec.outputs} | " + " | ".join(_tail_mean(path, k) for k in keys) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def verifier_table(manifest: Manifest, rounds: int) -> str:
+    """Per round with a verify stage: accuracy ± se of each selection method, and its paired difference to
+    majority voting (± se), over all questions."""
+    from reasoner_ray.core.verifier import METHODS
+
+    lines = []
+    for r in range(1, rounds + 1):
+        rec = manifest.stages.get(f"r{r}/verify")
+        if rec is None:
+            continue
+        summary = rec.extra.get("summary", {})
+        greedy = manifest.stages.get(f"r{r}/eval")
+        if not lines:
+            lines = ["| round | method | accuracy (%) | vs majority (points) |", "|---|---|---|---|"]
+        if greedy is not None and "cot" in greedy.extra:
+            g = greedy.extra["cot"]
+            lines.append(f"| {r} | greedy | {100 * g['accuracy']:.1f} ± {100 * g['stderr']:.1f} | - |")
+        for m in METHODS:
+            if m in summary:
+                a = summary[m]
+                lines.append(f"| {r} | {m} | {100 * a['accuracy']:.1f} ± {100 * a['stderr']:.1f} | "
+                             f"{100 * a['vs_majority']:+.1f} ± {100 * a['vs_majority_stderr']:.1f} |")
+    return "\n".join(lines)
 
 
 def report_rows(manifest: Manifest, rounds: int) -> list[dict[str, Any]]:
@@ -73,8 +149,7 @@ def _plots(manifest: Manifest, rounds: int, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     names = []
-    evals = [("sft", "eval_sft")] + [(f"r{r}", f"r{r}/eval") for r in range(1, rounds + 1)]
-    evals = [(label, st) for label, st in evals if st in manifest.stages]
+    evals = _eval_stages(manifest, rounds)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for style in ("cot", "direct"):
         pts = [(label, manifest.stages[st].extra.get(style)) for label, st in evals]
@@ -123,6 +198,12 @@ def write_report(manifest: Manifest, rounds: int, out: Path, title: str, notes: 
     plots = _plots(manifest, rounds, out)
     body = [f"# {title}", "", markdown_table(rows), ""]
     body += [f"- {n}" for n in notes]
+    for heading, table in (("Accuracy by group", group_table(manifest, rounds)),
+                           ("DPO training (mean of the last 5 logged steps)", dpo_table(manifest, rounds)),
+                           ("The DPO model as a verifier (N sampled CoT chains per question)",
+                            verifier_table(manifest, rounds))):
+        if table:
+            body += ["", f"## {heading}", "", table]
     body += [""] + [f"![{p}]({p})" for p in plots]
     path = out / "report.md"
     path.write_text("\n".join(body) + "\n")

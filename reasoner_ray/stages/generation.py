@@ -11,6 +11,7 @@ stage still completes; the engine is shut down in `__del__`, which Ray Data call
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,7 +20,7 @@ from reasoner_ray.core.rows import VQARow
 
 OUTPUT_COLUMNS = (
     "question_id", "style", "sample_index", "temperature", "text", "finish_reason", "prompt_tokens",
-    "completion_tokens", "round", "answer", "answer_type", "choices",
+    "completion_tokens", "round", "answer", "answer_type", "choices", "tags",
 )
 
 
@@ -78,6 +79,7 @@ class GenerationActor:
                     out["answer"].append(row.answers)
                     out["answer_type"].append(row.answer_type)
                     out["choices"].append(row.choices or [])
+                    out["tags"].append(json.dumps(row.tags))  # a string: an all-empty list block has no Arrow type
             offset += n
         return out
 

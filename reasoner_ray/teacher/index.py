@@ -4,7 +4,10 @@ A request carries only its image (as a data URL of the original bytes) and the q
 sha256(image bytes) to the image's questions. For easy-VQA it also gathers the shape and colour of each image
 from all of its questions (`phrasing.gather_facts`), which is what lets the rationale describe the image.
 
-Build: `AnnotationIndex.from_spec("easy_vqa:train")` or `"jsonl:/path/file.jsonl"` (format:path for files).
+For the digits source the raw records carry the digits themselves (`_annotation`), kept per row.
+
+Build: `AnnotationIndex.from_spec("easy_vqa:train")`, `"digits:train:8000"` (the first 8,000 questions) or
+`"jsonl:/path/file.jsonl"` (format:path for files).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 class ImageEntry:
     rows: list[VQARow] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, dict] = field(default_factory=dict)  # row id -> the source's own annotation
 
     def match(self, user_text: str) -> VQARow | None:
         """The row whose question (with options) the user text contains; the longest wins ("a" vs "a b")."""
@@ -34,15 +38,19 @@ class ImageEntry:
         return max(found, key=lambda r: len(question_text(r))) if found else None
 
 
+GENERATED_SPLITS = {"easy_vqa": ("train", "test"), "digits": ("train", "validation", "test")}
+
+
 def parse_spec(spec: str) -> DataSource:
-    """`easy_vqa:train`, `easy_vqa:test`, `jsonl:<path>`, `parquet:<path>`, `llava:<path>`."""
+    """`easy_vqa:train`, `digits:test[:limit]`, `jsonl:<path>`, `parquet:<path>`, `llava:<path>`."""
     fmt, sep, arg = spec.partition(":")
     if not sep or not arg:
         raise ValueError(f"--data {spec!r}: expected <format>:<split or path>, e.g. easy_vqa:train")
-    if fmt == "easy_vqa":
-        if arg not in ("train", "test"):
-            raise ValueError(f"--data {spec!r}: easy_vqa split must be train or test")
-        return DataSource(format="easy_vqa", split=arg)
+    if fmt in GENERATED_SPLITS:
+        split, _, limit = arg.partition(":")
+        if split not in GENERATED_SPLITS[fmt] or (limit and not limit.isdigit()):
+            raise ValueError(f"--data {spec!r}: expected {fmt}:<{'|'.join(GENERATED_SPLITS[fmt])}>[:<limit>]")
+        return DataSource(format=fmt, split=split, limit=int(limit) if limit else None)
     return DataSource(format=fmt, path=arg)
 
 
@@ -59,7 +67,9 @@ class AnnotationIndex:
     def from_source(cls, source: DataSource) -> "AnnotationIndex":
         index = cls()
         digest_of_path: dict[str, str] = {}  # easy-VQA asks ~10 questions per image file: hash each file once
-        for raw in iter_raw(source):
+        for n, raw in enumerate(iter_raw(source)):
+            if source.limit is not None and n >= source.limit:
+                break
             try:
                 row = to_row(raw, source, check_image=False)
                 path = row.image.path
@@ -71,7 +81,10 @@ class AnnotationIndex:
             except (BadRow, ImageError):
                 index.skipped += 1
                 continue
-            index.by_image.setdefault(digest, ImageEntry()).rows.append(row)
+            entry = index.by_image.setdefault(digest, ImageEntry())
+            entry.rows.append(row)
+            if raw.get("_annotation"):
+                entry.annotations[row.id] = raw["_annotation"]
         for entry in index.by_image.values():
             entry.facts = gather_facts((r.question, r.answers[0]) for r in entry.rows)
         log.info("teacher index: %d images, %d rows skipped", len(index.by_image), index.skipped)

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from reasoner_ray.core import digit_tasks
 from reasoner_ray.core.prompts import ANSWER_MARKER, gold_for_response, question_text
 from reasoner_ray.core.rows import VQARow
 from reasoner_ray.data.images import ImageError, decode_data_url
@@ -80,14 +81,32 @@ def _image_and_text(messages: list[dict[str, Any]]) -> tuple[bytes, str]:
 def _wrong_answer(row: VQARow, gold: str, rng: random.Random) -> str:
     if row.answer_type == "multiple_choice" and row.choices:
         return rng.choice([chr(ord("A") + i) for i in range(len(row.choices)) if chr(ord("A") + i) != gold] or ["Z"])
+    if row.answer_type == "number" and gold.isdigit():
+        return str(rng.choice([int(gold) + o for o in (-2, -1, 1, 2) if int(gold) + o >= 0]))  # a slip
     return phrasing.wrong_easy_vqa_answer(gold, rng)
+
+
+def _easy_vqa_rationale(row: VQARow, entry: ImageEntry, answer: str, rng: random.Random) -> str:
+    return phrasing.easy_vqa_rationale(row.question, answer, entry.facts, rng)
+
+
+def _digits_rationale(row: VQARow, entry: ImageEntry, answer: str, rng: random.Random) -> str:
+    ann = entry.annotations.get(row.id)
+    if ann is None:
+        return phrasing.generic_rationale(question_text(row), answer, rng)
+    return digit_tasks.rationale(ann["kind"], ann["digits"], ann["k"], answer, rng)
+
+
+# row.source -> rationale writer; any other source gets a generic rationale from the question and answer.
+RATIONALE_WRITERS = {"easy_vqa": _easy_vqa_rationale, "digits": _digits_rationale}
 
 
 def write_completion(row: VQARow, entry: ImageEntry, content_fault: str | None, rng: random.Random) -> str:
     gold = gold_for_response(row)
     answer = _wrong_answer(row, gold, rng) if content_fault == "wrong" else gold
-    if row.source == "easy_vqa":
-        rationale = phrasing.easy_vqa_rationale(row.question, answer, entry.facts, rng)
+    writer = RATIONALE_WRITERS.get(row.source)
+    if writer is not None:
+        rationale = writer(row, entry, answer, rng)
     else:
         rationale = phrasing.generic_rationale(question_text(row), answer, rng)
     if content_fault == "malformed":

@@ -77,11 +77,11 @@ def _pad_rows(rows: list[list[int]], value: int):
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def concat_sequences(prompts: dict[str, Any], completions: list[list[int]], pad_id: int, repeat: int = 1) -> dict[str, Any]:
-    """Full rows [real prompt tokens, completion tokens, right padding]; row i uses prompt i // repeat.
+def concat_sequences(prompts: dict[str, Any], completions: list[list[int]], pad_id: int) -> dict[str, Any]:
+    """Full rows [real prompt tokens, completion tokens, right padding]; row i uses prompt i.
 
     Returns model inputs plus `completion_mask` (1 on completion tokens). Non-per-token outputs (pixel_values,
-    image_grid_thw) are repeated so each row has its image.
+    image_grid_thw) pass through: they already hold one image per prompt row, in row order.
     """
     import torch
 
@@ -89,7 +89,7 @@ def concat_sequences(prompts: dict[str, Any], completions: list[list[int]], pad_
     lengths = mask.sum(1).tolist()
     seqs, comp, per_token = [], [], {k: [] for k, v in prompts.items() if is_per_token(k, v, ids)}
     for row, completion in enumerate(completions):
-        p, n = row // repeat, lengths[row // repeat]
+        p, n = row, lengths[row]
         seqs.append(ids[p, :n].tolist() + completion)
         comp.append([0] * n + [1] * len(completion))
         for k in per_token:
@@ -99,7 +99,7 @@ def concat_sequences(prompts: dict[str, Any], completions: list[list[int]], pad_
     batch.update({k: _pad_rows(v, 0) for k, v in per_token.items()})
     for k, v in prompts.items():
         if k not in batch and k not in ("input_ids", "attention_mask"):
-            batch[k] = torch.cat([v] * repeat, 0) if repeat > 1 else v
+            batch[k] = v
     return batch
 
 

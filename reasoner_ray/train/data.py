@@ -62,13 +62,15 @@ def read_rows(path: str | Path, row_type):
     return rows
 
 
-def sft_examples(rows: list[VQARow], include_direct: bool, counts: Counter | None = None) -> list[dict[str, Any]]:
-    """The SFT mixture: one CoT example per row with a rationale, plus the direct form when asked."""
+def sft_examples(rows: list[VQARow], include_direct: bool, counts: Counter | None = None,
+                 include_cot: bool = True) -> list[dict[str, Any]]:
+    """The SFT mixture: one CoT example per row with a rationale (unless `include_cot` is off, the paper's
+    direct-only ablation), plus the direct form when asked."""
     counts = counts if counts is not None else Counter()
     out: list[dict[str, Any]] = []
     for row in rows:
         made = 0
-        if row.rationale and row.rationale.strip():
+        if include_cot and row.rationale and row.rationale.strip():
             out.append({"id": f"{row.id}:cot", "image": row.image, "messages": prompt_messages(row, "cot"),
                         "response": cot_response(row.rationale, gold_for_response(row))})
             made += 1

@@ -75,3 +75,28 @@ def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str
     counts["written"] = len(scored)
     log.info("reference log-probs for %d pairs -> %s (%s)", len(scored), out_path, dict(counts))
     return dict(counts)
+
+
+
+def response_logps(model, encoder, items: list[tuple[dict, str]], max_length: int,
+                   batch_size: int = 32) -> list[tuple[float, int]]:
+    """(summed log-prob, token count) of each (prompt example, response), no gradients; the full-sequence path
+    of `pair_logps(share_prompt=False)`, response cut at `max_length` as in training."""
+    import torch
+
+    from reasoner_ray.train.collate import concat_sequences
+    from reasoner_ray.train.logprobs import shifted_logps
+
+    model.eval()
+    out: list[tuple[float, int]] = []
+    with torch.inference_mode():
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            prompts = encoder.encode_prompts([ex for ex, _ in chunk])
+            room = [max_length - int(p) for p in prompts["attention_mask"].sum(1)]
+            completions = [encoder.completion_ids(ex["messages"], r)[:room[i]] for i, (ex, r) in enumerate(chunk)]
+            batch = concat_sequences(prompts, completions, encoder.pad_id)
+            mask = batch.pop("completion_mask")
+            logps = shifted_logps(model(**batch, use_cache=False).logits, batch["input_ids"], mask)
+            out += [(lp, len(c)) for lp, c in zip(logps.tolist(), completions)]
+    return out
