@@ -57,7 +57,7 @@ class DataSource(_Section):
     format: Literal["easy_vqa", "digits", "jsonl", "parquet", "llava"] = "easy_vqa"
     path: str | None = None  # file or folder; unused for easy_vqa and digits
     split: Literal["train", "validation", "test"] = "train"  # validation: digits only (carved from train)
-    limit: int | None = None  # first N rows (after skipping bad ones); None = all
+    limit: int | None = None  # first N good rows (bad and duplicate-id rows before them are counted); None = all
     image_root: str | None = None  # base folder for relative image paths
     answer_type: str = "open"  # for formats that carry no answer type (llava conversations)
 

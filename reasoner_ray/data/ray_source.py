@@ -1,102 +1,98 @@
-"""Stream any supported data source into a Ray Dataset, validating rows inside Ray tasks.
+"""Read any supported data source into a Ray Dataset, checking rows (decoding images) in Ray tasks.
 
-Reading happens in Ray tasks too: JSONL and LLaVA files through `ray.data.read_text`, Parquet through
-`ray.data.read_parquet`; only easy-VQA's light index (questions and image *paths*) is enumerated by the driver.
-Decoding and checking images happens in `map_batches` tasks, so no image set is ever materialised in the
-driver. Every record comes out either as a good row or as a rejected one with its reason.
+The records come from the same reader as the in-process path (`readers.iter_raw`, in a fixed order), go through
+the same `to_row()` inside Ray tasks, and the same `RowSelector` (duplicate ids, `limit` good rows) decides in
+the driver. So this and `readers.iter_rows` return the same rows under the same ids, with the same rejections:
+other stages can join on them (the pairs stage re-reads the questions the rollouts read).
+
+Records are sent in windows: each window's records go to Ray tasks, which decode the images in parallel and
+keep the checked rows in the object store; only (index, id, reason) of each comes back to the driver, where the
+selector runs in input order. With a limit, reading stops at the window that completes it, and a window is
+sized to what is still missing, so a small limit on a large source checks little more than it keeps.
 
 Dataset columns: `id`, `row` (the VQARow as JSON: one string column keeps Arrow schemas stable across the
-heterogeneous fields), `reject_reason` (None for good rows) and `detail`.
+heterogeneous fields), `reject_reason` (None for good rows) and `detail`. Every record read comes out once,
+good or rejected; records after the limit's last good row are not read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import logging
 import pickle
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from reasoner_ray.core.config import DataSource
 from reasoner_ray.core.rows import VQARow
-from reasoner_ray.data.readers import BadRow, iter_raw, llava_line_to_raw, parse_json_line, to_row
-
-log = logging.getLogger(__name__)
+from reasoner_ray.data.readers import DUPLICATE_ID, Checked, RowSelector, check_record, duplicate, iter_raw, log_rejected
 
 _LIGHT_TASK = {"num_cpus": 0.25}  # cheap work; leaves CPUs for the actors of later stages on a 2-CPU node
+WINDOW = 4096  # records per round trip when no limit bounds the read
+_RECORDS_PER_BLOCK = 256  # a few tasks per window, not one per record
+COLUMNS = ("id", "row", "reject_reason", "detail")
 
 
-def _validate(raw: dict[str, Any], source: DataSource) -> dict[str, Any]:
-    try:
-        row = to_row(raw, source)
-    except BadRow as err:
-        log.warning("skipping bad row %s: %s %s", err.row_id, err.reason, err.detail)
-        return {"id": err.row_id, "row": None, "reject_reason": err.reason, "detail": err.detail}
-    return {"id": row.id, "row": row.model_dump_json(), "reject_reason": None, "detail": ""}
+def _check(rec: dict[str, Any], source: DataSource) -> dict[str, Any]:
+    checked = check_record(pickle.loads(rec["raw"]), source)
+    return {"index": rec["index"], "id": checked.id, "row": checked.row.model_dump_json() if checked.row else None,
+            "reject_reason": checked.reason, "detail": checked.detail}
 
 
-def _raw_from_pickled(rec: dict[str, Any]) -> dict[str, Any]:
-    return pickle.loads(rec["raw"])
+def _window_size(selector: RowSelector) -> int:
+    if selector.limit is None:
+        return WINDOW
+    missing = selector.limit - selector.good
+    return min(WINDOW, missing + missing // 8 + 16)  # a little over: some records may be bad
 
 
-def _raw_from_text(parse: Callable[[str, str, DataSource], dict[str, Any]]):
-    def raw(rec: dict[str, Any], source: DataSource) -> dict[str, Any]:
-        line = rec["text"]
-        digest = hashlib.sha256(line.encode()).hexdigest()[:12]  # stable id for a line with none of its own
-        return parse(line, f"{rec.get('path', 'line')}:{digest}", source)
+def _keep(decisions: dict[int, str | None]):
+    """Per row of a checked window: drop it (past the limit) or keep it, with `duplicate_id` where decided."""
 
-    return raw
+    def apply(rec: dict[str, Any]) -> list[dict[str, Any]]:
+        index = rec["index"]
+        if index not in decisions:
+            return []
+        out = {k: rec[k] for k in COLUMNS}
+        if decisions[index] == DUPLICATE_ID:
+            dup = duplicate(rec["id"])
+            out.update(row=None, reject_reason=dup.reason, detail=dup.detail)
+        return [out]
 
-
-def _parquet_raw(rec: dict[str, Any]) -> dict[str, Any]:
-    return dict(rec)
-
-
-def _driver_items(source: DataSource):
-    import ray
-
-    raw = itertools.islice(iter_raw(source), source.limit)  # islice(None) = all
-    return ray.data.from_items([{"raw": pickle.dumps(r)} for r in raw]), lambda rec, _src: _raw_from_pickled(rec)
-
-
-def _text_files(parse):
-    def read(source: DataSource):
-        import ray
-
-        ds = ray.data.read_text(source.path, include_paths=True, drop_empty_lines=True, file_extensions=["jsonl", "json"])
-        return ds, _raw_from_text(parse)
-
-    return read
-
-
-def _parquet_files(source: DataSource):
-    import ray
-
-    return ray.data.read_parquet(source.path, file_extensions=["parquet"]), lambda rec, _src: _parquet_raw(rec)
-
-
-# format -> function(source) -> (dataset of raw-ish records, function turning one record into a raw dict)
-RAY_READERS = {
-    "easy_vqa": _driver_items,
-    "digits": _driver_items,  # generated in the driver: a few KB of PNG per question
-    "jsonl": _text_files(lambda line, loc, _src: parse_json_line(line, loc)),
-    "llava": _text_files(llava_line_to_raw),
-    "parquet": _parquet_files,
-}
+    return apply
 
 
 def read_dataset(source: DataSource):
-    """All records of `source` (good and bad), validated in Ray tasks; `source.limit` caps records read."""
-    ds, to_raw = RAY_READERS[source.format](source)
-    if source.limit is not None:
-        ds = ds.limit(source.limit)
+    """Every record of `source` read (good and bad), checked in Ray tasks, up to `source.limit` good rows."""
+    import ray
 
-    def validate(rec: dict[str, Any]) -> dict[str, Any]:
-        return _validate(to_raw(rec, source), source)
+    selector = RowSelector(source.limit)
+    raws = iter_raw(source)
+    windows = []
+    while not selector.done:
+        window = list(itertools.islice(raws, _window_size(selector)))
+        if not window:
+            break
+        items = [{"index": i, "raw": pickle.dumps(raw)} for i, raw in enumerate(window)]
+        checked = ray.data.from_items(items, override_num_blocks=-(-len(items) // _RECORDS_PER_BLOCK)) \
+            .map(_check, fn_kwargs={"source": source}, **_LIGHT_TASK).materialize()
+        heads = sorted(checked.select_columns(["index", "id", "reject_reason", "detail"]).take_all(),
+                       key=lambda r: r["index"])
+        decisions: dict[int, str | None] = {}
+        for head in heads:
+            if selector.done:
+                break
+            outcome = Checked(head["id"], None, head["reject_reason"], head["detail"])
+            if not selector.admit(head["id"], head["reject_reason"] is None):
+                outcome = duplicate(head["id"])
+            decisions[head["index"]] = outcome.reason if outcome.reason == DUPLICATE_ID else None
+            if outcome.reason is not None:
+                log_rejected(outcome)  # here, in input order, only for records that count
+        windows.append(checked.flat_map(_keep(decisions), **_LIGHT_TASK))
+    if not windows:
+        import pyarrow as pa
 
-    return ds.map(validate, **_LIGHT_TASK)
+        return ray.data.from_arrow(pa.table({c: pa.array([], pa.string()) for c in COLUMNS}))
+    return windows[0].union(*windows[1:]) if len(windows) > 1 else windows[0]
 
 
 def good_rows(ds):
@@ -104,7 +100,7 @@ def good_rows(ds):
 
 
 def split_counts(ds) -> tuple[int, Counter]:
-    """(good rows, bad rows by reason) of a validated dataset."""
+    """(good rows, bad rows by reason) of a checked dataset."""
     counts: Counter = Counter()
     for rec in ds.select_columns(["reject_reason"]).iter_rows():
         counts[rec["reject_reason"] or "ok"] += 1

@@ -1,20 +1,28 @@
 """Readers for every supported data format, all ending in the project's `VQARow`.
 
-Each format registers a function that yields raw records (plain dicts, images by reference only); one shared
-`to_row()` validates a record into a VQARow or raises `BadRow` with a reason tag. `iter_rows()` is the
-in-process path (tests, small driver-side jobs); `reasoner_ray.data.ray_source` runs the same `to_row()`
-inside Ray Data tasks so images are never all materialised in the driver.
+Each format registers a function that yields raw records in a fixed order (plain dicts, images by reference
+only); one shared `to_row()` validates a record into a VQARow or raises `BadRow` with a reason tag, and one
+`RowSelector` rejects a repeated id and stops after `limit` good rows. Both ways of reading go through these
+three, so they return the same rows with the same ids: `iter_checked()` / `iter_rows()` in-process, and
+`reasoner_ray.data.ray_source`, which runs `to_row()` (the image decoding) in Ray tasks.
+
+Ids are the join key of rollouts, rewards and pairs, so `record_id()` is the one rule: the record's own `id`,
+else one derived from the record's content (the same in every reader, on every machine, wherever the line sits).
 
 Bad-row reasons: missing_image, corrupt_image, empty_question, empty_answer, unknown_answer_type,
-malformed_row. Each bad row is logged once with its id and reason and counted; none is silently dropped.
+malformed_row, duplicate_id. Each bad row is logged once with its id and reason and
+counted; none is silently dropped.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +35,9 @@ from reasoner_ray.data.llava import llava_record_to_raw
 
 log = logging.getLogger(__name__)
 
-BAD_ROW_REASONS = ("missing_image", "corrupt_image", "empty_question", "empty_answer", "unknown_answer_type", "malformed_row")
+BAD_ROW_REASONS = ("missing_image", "corrupt_image", "empty_question", "empty_answer", "unknown_answer_type",
+                   "malformed_row", "duplicate_id")
+DUPLICATE_ID = "duplicate_id"
 
 
 class BadRow(ValueError):
@@ -129,14 +139,40 @@ def llava_line_to_raw(line: str, loc: str, source: DataSource) -> dict[str, Any]
     rec = parse_json_line(line, loc)
     if rec.get("_malformed"):
         return rec
-    return llava_record_to_raw(rec, default_answer_type=source.answer_type, fallback_id=loc)
+    # The id is derived from the conversation as released, before it is turned into a row.
+    return llava_record_to_raw(rec, default_answer_type=source.answer_type, fallback_id=content_id(rec, source.format))
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
+
+
+def content_id(record: dict[str, Any], fmt: str) -> str:
+    """`<format>-<16 hex digits of sha256 of the record>`: canonical JSON (sorted keys), so equal records get
+    equal ids (the second is then rejected as a duplicate) and any difference gives another id."""
+    canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, default=_json_default)
+    return f"{fmt}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+
+
+def record_id(raw: dict[str, Any], fmt: str) -> str:
+    """The one id rule: the record's own `id` (a non-empty string, or an integer), else `content_id()`."""
+    own = raw.get("id")
+    if isinstance(own, str) and own.strip():
+        return own.strip()
+    if isinstance(own, int) and not isinstance(own, bool):
+        return str(own)
+    if own is not None and own != "":
+        raise BadRow(content_id(raw, fmt), "malformed_row", f"id must be a string or an integer, got {own!r}")
+    return content_id({k: v for k, v in raw.items() if k != "id"}, fmt)
 
 
 def to_row(raw: dict[str, Any], source: DataSource, check_image: bool = True) -> VQARow:
     """Validate one raw record into a VQARow, or raise BadRow naming the reason."""
-    row_id = str(raw.get("id") or "<no id>")
     if raw.get("_malformed"):
-        raise BadRow(row_id, "malformed_row", raw["_malformed"])
+        raise BadRow(str(raw.get("id")), "malformed_row", raw["_malformed"])  # its id is its file:line
+    row_id = record_id(raw, source.format)
     question = raw.get("question")
     if not isinstance(question, str) or not question.strip():
         raise BadRow(row_id, "empty_question")
@@ -173,18 +209,72 @@ def iter_raw(source: DataSource) -> Iterator[dict[str, Any]]:
     return reader(source)
 
 
+@dataclass(frozen=True)
+class Checked:
+    """One input record after the checks: a good row, or the reason it was rejected."""
+
+    id: str
+    row: VQARow | None
+    reason: str | None = None
+    detail: str = ""
+
+
+def check_record(raw: dict[str, Any], source: DataSource, check_image: bool = True) -> Checked:
+    try:
+        row = to_row(raw, source, check_image=check_image)
+    except BadRow as err:
+        return Checked(err.row_id, None, err.reason, err.detail)
+    return Checked(row.id, row)
+
+
+class RowSelector:
+    """What both read paths apply to checked records, in input order: a record whose id an earlier record
+    already has is rejected as `duplicate_id` (ids join rollouts, rewards and pairs: two questions under one id
+    would be paired with each other's chains), and reading stops once `limit` good rows are in."""
+
+    def __init__(self, limit: int | None):
+        self.limit, self.good, self.seen = limit, 0, set()
+
+    @property
+    def done(self) -> bool:
+        return self.limit is not None and self.good >= self.limit
+
+    def admit(self, row_id: str, good: bool) -> bool:
+        """False when the id is taken: the caller rejects the record as `duplicate_id`."""
+        if row_id in self.seen:
+            return False
+        self.seen.add(row_id)
+        self.good += good
+        return True
+
+
+def duplicate(row_id: str) -> Checked:
+    return Checked(row_id, None, DUPLICATE_ID, "an earlier record has this id")
+
+
+def log_rejected(checked: Checked) -> None:
+    log.warning("skipping bad row %s: %s%s", checked.id, checked.reason, f" ({checked.detail})" if checked.detail else "")
+
+
+def iter_checked(source: DataSource, check_image: bool = True) -> Iterator[Checked]:
+    """Every record of `source` in order, good or rejected with its reason, until `source.limit` good rows.
+
+    `check_image=False` skips decoding the images (fields only): for statistics over the rows, never for
+    selecting rows other stages join on, since with a limit a row with a bad image shifts the selection."""
+    selector = RowSelector(source.limit)
+    for raw in iter_raw(source):
+        if selector.done:
+            return
+        checked = check_record(raw, source, check_image)
+        yield checked if selector.admit(checked.id, checked.row is not None) else duplicate(checked.id)
+
+
 def iter_rows(source: DataSource, bad: Counter | None = None, check_image: bool = True) -> Iterator[VQARow]:
     """Good rows in order, up to `source.limit`; each bad row is logged and counted in `bad` by reason."""
-    produced = 0
-    for raw in iter_raw(source):
-        if source.limit is not None and produced >= source.limit:
-            return
-        try:
-            row = to_row(raw, source, check_image=check_image)
-        except BadRow as err:
-            log.warning("skipping bad row %s: %s%s", err.row_id, err.reason, f" ({err.detail})" if err.detail else "")
-            if bad is not None:
-                bad[err.reason] += 1
+    for checked in iter_checked(source, check_image):
+        if checked.row is not None:
+            yield checked.row
             continue
-        produced += 1
-        yield row
+        log_rejected(checked)
+        if bad is not None:
+            bad[checked.reason] += 1

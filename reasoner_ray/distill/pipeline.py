@@ -3,9 +3,10 @@
     from reasoner_ray.distill import run_distillation
     result = run_distillation(config, out_dir)   # Ray is started if it is not running yet
 
-Data flow, streamed end to end: `reasoner_ray.data.ray_source.read_dataset(config.data.train)` -> the teacher
-stage (`stage.TeacherStage` on an actor pool) -> the driver, which writes each record as it arrives
-(`output.OutputWriter`) and prints progress. Nothing is materialised: memory stays flat as rows grow.
+Data flow: `reasoner_ray.data.ray_source.read_dataset(config.data.train)` (rows checked in Ray tasks and kept
+in the object store, images by reference) -> the teacher stage (`stage.TeacherStage` on an actor pool), streamed
+-> the driver, which writes each record as it arrives (`output.OutputWriter`) and prints progress. The driver
+holds no rows, so its memory stays flat as rows grow.
 When `teacher.start_local` is set and `teacher.base_url` is a loopback address nobody answers on, the project's
 stand-in teacher is started there for the run's duration. The API key is read from the environment variable
 named by `teacher.api_key_env` (a dummy key when unset, for local servers); it is never logged or written.

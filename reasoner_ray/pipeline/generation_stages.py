@@ -69,8 +69,7 @@ def rollouts_stage(config: Config, model_path: str, round_index: int) -> StageFn
     def run(io: StageIO) -> StageCounts:
         plan = GenerationPlan.rollouts(r.temperatures, r.samples_per_temperature, r.max_tokens, r.top_p,
                                        config.run.seed, round_index, r.ignore_eos)
-        source = config.data.train.model_copy(update={"limit": r.limit if r.limit is not None else config.data.train.limit})
-        n_in, n_out = _generate(config, model_path, source, plan, io.output)
+        n_in, n_out = _generate(config, model_path, rollout_source(config), plan, io.output)
         return StageCounts(n_in, n_out, {"model": model_path})
 
     return run
@@ -122,11 +121,17 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int) -> StageFn:
     return run
 
 
-def _rows_by_id(config: Config, ids: set[str]) -> dict[str, VQARow]:
-    from reasoner_ray.data.readers import iter_rows
+def rollout_source(config: Config) -> DataSource:
+    """The questions of every round: the train split, cut to `rollout.limit` good rows when set."""
+    limit = config.rollout.limit if config.rollout.limit is not None else config.data.train.limit
+    return config.data.train.model_copy(update={"limit": limit})
 
-    source = config.data.train.model_copy(update={"limit": config.rollout.limit or config.data.train.limit})
-    return {row.id: row for row in iter_rows(source, check_image=False) if row.id in ids}
+
+def _rows_by_id(config: Config, ids: set[str]) -> dict[str, VQARow]:
+    """The rows of the questions the rollouts read, by the same reader and selection (so every id is found)."""
+    from reasoner_ray.data.ray_source import row_from_record
+
+    return {rec["id"]: row_from_record(rec) for rec in _questions(rollout_source(config)).iter_rows() if rec["id"] in ids}
 
 
 def eval_stage(config: Config, model_path: str, round_index: int) -> StageFn:

@@ -1,6 +1,6 @@
-"""Training inputs: read VQARow / PreferenceRow files (JSONL or Parquet) and build the SFT mixture.
+"""Training inputs: read PreferenceRow files (JSONL or Parquet) and build the SFT mixture.
 
-SFT input: VQARow records, one per line (JSONL) or row (Parquet). A row with `rationale` set yields a CoT
+SFT input: VQARow rows, read by the data readers (`train.sft.sft_rows`). A row with `rationale` set yields a CoT
 example (`cot_response(rationale, gold)`); with `sft.include_direct` every row also yields the direct form of
 the same question (`direct_response`), as in the paper's mixture. A row without rationale yields only the
 direct form (or nothing when direct examples are off: counted as `no_rationale`).

@@ -105,3 +105,32 @@ def test_data_url_keeps_original_bytes(png_bytes, tmp_path):
 
     url = to_data_url(ImageRef(path=str(p)))
     assert url.startswith("data:image/png;base64,") and base64.b64decode(url.split(",", 1)[1]) == png_bytes
+
+
+def _jsonl(tmp_path, records, name="rows.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def test_rows_without_an_id_get_distinct_stable_ids_and_duplicates_are_rejected(tmp_path, png_bytes):
+    (tmp_path / "ok.png").write_bytes(png_bytes)
+    q = {"image": "ok.png", "answer_type": "open", "source": "t"}
+    records = [
+        {**q, "question": "what shape?", "answer": "circle"},  # no id
+        {**q, "question": "what color?", "answer": "red"},  # no id, another question
+        {**q, "id": "a", "question": "q1?", "answer": "x"},
+        {**q, "id": "a", "question": "q2?", "answer": "y"},  # same id, another question: the join key would merge them
+        {**q, "question": "what shape?", "answer": "circle"},  # the first line again
+    ]
+    source = DataSource(format="jsonl", path=str(_jsonl(tmp_path, records)), image_root=str(tmp_path))
+    bad = Counter()
+    rows = list(iter_rows(source, bad))
+    assert [r.question for r in rows] == ["what shape?", "what color?", "q1?"]
+    assert len({r.id for r in rows}) == 3 and rows[2].id == "a"
+    assert bad == Counter(duplicate_id=2)
+    assert [r.id for r in iter_rows(source)] == [r.id for r in rows]  # stable across reads
+    # the id depends on the record, not on where it sits: the same row in another file keeps its id
+    moved = _jsonl(tmp_path, [records[1]], name="other.jsonl")
+    assert next(iter_rows(source.model_copy(update={"path": str(moved)}))).id == rows[1].id
+

@@ -65,8 +65,42 @@ def test_sft_mixture_cot_and_direct():
 
 def test_bad_row_file_names_line(tmp_path):
     path = tmp_path / "rows.jsonl"
-    path.write_text('{"id": "a"}\n')
-    with pytest.raises(RowFileError, match="rows.jsonl:1: not a VQARow"):
-        from reasoner_ray.core.rows import VQARow
+    path.write_text('{"question_id": "a"}\n')
+    with pytest.raises(RowFileError, match="rows.jsonl:1: not a PreferenceRow"):
+        from reasoner_ray.core.rows import PreferenceRow
 
-        read_rows(path, VQARow)
+        read_rows(path, PreferenceRow)
+
+
+def test_sft_reads_the_train_split_in_its_own_format_when_distillation_is_off(tmp_path):
+    """With distill.enabled=false the job passes data.train.path (None for easy-VQA) to SFT: it must be read as
+    data.train (its format), not as project JSONL."""
+    import json
+
+    from conftest import make_vqa_rows
+
+    from reasoner_ray.core.config import Config
+    from reasoner_ray.data.llava import to_llava_record
+    from reasoner_ray.train.sft import sft_rows
+
+    easy = Config.model_validate({"distill": {"enabled": False}, "data": {"train": {"format": "easy_vqa", "limit": 5}}})
+    counts: Counter = Counter()
+    rows = sft_rows(easy, easy.data.train.path, counts)
+    assert [r.id for r in rows] == [f"easy_vqa-train-{i}" for i in range(5)] and counts["rows"] == 5
+
+    src = make_vqa_rows(3)
+    recs = [to_llava_record(r.id, r.image.path, f"{r.question}\nGenerate a reason first and then output a short answer.",
+                            f"{r.rationale}\n### Answer: {r.answers[0]}", answer_type=r.answer_type)
+            for r in src if r.rationale]
+    path = tmp_path / "cot.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in recs) + json.dumps(recs[0]) + "\n")  # + a duplicate id
+    llava = Config.model_validate({"distill": {"enabled": False}, "data": {"train": {"format": "llava", "path": str(path)}}})
+    counts = Counter()
+    rows = sft_rows(llava, llava.data.train.path, counts)
+    assert [(r.id, r.rationale) for r in rows] == [(r.id, r.rationale) for r in src if r.rationale]
+    assert counts["rows"] == 3 and counts["rejected_duplicate_id"] == 1
+
+    # the distilled rows (project schema) are still read as such, whatever data.train is
+    distilled = tmp_path / "rows.jsonl"
+    distilled.write_text("".join(r.model_dump_json() + "\n" for r in src))
+    assert [r.id for r in sft_rows(llava, str(distilled), Counter())] == [r.id for r in src]
