@@ -55,6 +55,38 @@ def test_cache_round_trip_and_sweep(tmp_path):
     assert cache.keys() == {"ab" * 32} and cache.sweep_partial() == 1
 
 
+def test_cache_under_a_uri_run_dir_is_on_that_storage_not_in_a_local_folder(tmp_path, monkeypatch):
+    """run.dir s3://... (the paper config): the cache must live there, shared by every node and by a resumed run,
+    never in a folder literally named "s3:" under a worker's working directory."""
+    from reasoner_ray.core.config import Config
+    from reasoner_ray.distill.pipeline import cache_dir
+
+    bucket = tmp_path / "bucket"
+    config = Config.model_validate({"run": {"dir": f"file://{bucket}/run"}})
+    for node in ("node1", "node2"):
+        (tmp_path / node).mkdir()
+    monkeypatch.chdir(tmp_path / "node1")
+    ResponseCache(cache_dir(config)).put("ab" * 32, {"text": "paid for once"})
+    assert (bucket / "run" / "cache" / "teacher" / "ab" / f"{'ab' * 32}.json").is_file()
+    assert not list((tmp_path / "node1").rglob("*"))
+    monkeypatch.chdir(tmp_path / "node2")  # another node, or the resumed run
+    assert ResponseCache(cache_dir(config)).get("ab" * 32) == {"text": "paid for once"}
+
+
+def test_cache_on_an_object_store():
+    """An object store (s3, gs) has no rename: a put is one whole object, visible whole or not at all."""
+    from fsspec.implementations.memory import MemoryFileSystem
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    store = PyFileSystem(FSSpecHandler(MemoryFileSystem()))
+    cache = ResponseCache("bucket/run/cache/teacher", filesystem=store)
+    assert cache.get("cd" * 32) is None
+    cache.put("cd" * 32, {"text": "x"})
+    assert cache.get("cd" * 32) == {"text": "x"} and cache.keys() == {"cd" * 32}
+    assert ResponseCache("bucket/run/cache/teacher", filesystem=store).get("cd" * 32) == {"text": "x"}
+    assert cache.sweep_partial() == 0
+
+
 def test_cache_survives_sigkill_mid_write(tmp_path):
     writer = (
         "import sys; from reasoner_ray.distill.cache import ResponseCache\n"
