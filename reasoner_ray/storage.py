@@ -2,7 +2,9 @@
 
 Engines (vLLM, DeepSpeed, transformers) need local files, so every stage works in a local mirror of the run
 directory; for a URI, a stage's folder is pulled before it runs and pushed after it completes, and the manifest
-is written last. For a plain local path the mirror *is* the run directory and nothing is copied.
+is written last. A push mirrors the folder: remote files the local folder no longer has (the output of an earlier
+attempt killed after or during its push) are deleted first, so the remote stage never holds two attempts' files.
+For a plain local path the mirror *is* the run directory and nothing is copied.
 """
 
 from __future__ import annotations
@@ -105,10 +107,20 @@ class RunDir:
 
         local = self.root / rel
         if local.is_dir():
+            self._delete_remote_extras(local, rel)
             fs.copy_files(str(local), self._remote(rel), source_filesystem=fs.LocalFileSystem(), destination_filesystem=self.fs)
         elif local.is_file():
             self.fs.create_dir(self._remote(rel).rsplit("/", 1)[0], recursive=True)
             fs.copy_files(str(local), self._remote(rel), source_filesystem=fs.LocalFileSystem(), destination_filesystem=self.fs)
+
+    def _delete_remote_extras(self, local: Path, rel: str) -> None:
+        from pyarrow import fs
+
+        remote = self._remote(rel).rstrip("/")
+        keep = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+        for info in self.fs.get_file_info(fs.FileSelector(remote, recursive=True, allow_not_found=True)):
+            if info.type == fs.FileType.File and info.path[len(remote) + 1:] not in keep:
+                self.fs.delete_file(info.path)
 
     def _pull_dir(self, rel: str) -> None:
         from pyarrow import fs

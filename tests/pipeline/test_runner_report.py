@@ -58,6 +58,32 @@ def test_file_uri_run_dir_goes_through_pyarrow(tmp_path):
     assert "distill" in json.loads((tmp_path / "remote" / "manifest.json").read_text())["stages"]
 
 
+def test_a_stage_pushed_again_after_a_kill_leaves_no_stale_remote_files(tmp_path):
+    """Killed after (or during) the push and before the manifest, a rerun writes other files: the remote stage
+    must hold only the rerun's, or a node that pulls it later reads both sets (duplicated rollouts)."""
+    from reasoner_ray.storage import RunDir
+
+    uri, stage = f"file://{tmp_path / 'remote'}", "r1/rollouts"
+    first = RunDir(uri, mirror_root=tmp_path / "node1")
+    first.begin(stage)
+    for i in range(3):
+        (first.output(stage) / f"part-{i}.parquet").write_text("old")
+    (first.work(stage) / "checkpoint").write_text("kept across restarts")
+    first.commit(stage)  # pushed, then killed: no manifest entry
+
+    rerun = RunDir(uri, mirror_root=tmp_path / "node1")
+    rerun.begin(stage)
+    (rerun.output(stage) / "part-new.parquet").write_text("new")
+    rerun.commit(stage)
+    remote = tmp_path / "remote" / "rounds" / "r1" / "rollouts"
+    assert sorted(p.name for p in (remote / "output").iterdir()) == ["part-new.parquet"]
+    assert (remote / "work" / "checkpoint").read_text() == "kept across restarts"
+
+    other_node = RunDir(uri, mirror_root=tmp_path / "node2")
+    other_node.ensure_local(stage)
+    assert sorted(p.name for p in other_node.output(stage).iterdir()) == ["part-new.parquet"]
+
+
 def test_report_table_and_plots(tmp_path):
     from reasoner_ray.core.rundir import Manifest
 
