@@ -7,7 +7,10 @@ chosen that does not score strictly higher than its rejected; optionally cut bot
 does not depend on the order of the samples or on which other questions are in the batch.
 
 A sample without a final answer (reason "unparsed") counts as incorrect in the accuracy and may be a rejected
-chain; a question none of whose samples has a final answer is dropped as "unparsed".
+chain; a question none of whose samples has a final answer is dropped as "unparsed". A sample whose check timed
+out (reason "timeout", math) is unknown, not wrong: the checker's bound is hit by correct answers on a loaded
+machine, so it is left out of the accuracy and of every pair (counted as `samples_unscored`); a question with
+nothing but such samples is dropped as "unscored".
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from reasoner_ray.core.reward import GOLD_ERROR, UNPARSED
+from reasoner_ray.core.reward import GOLD_ERROR, TIMEOUT, UNPARSED
 from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow
 
 DEFAULT_BAND = (0.25, 0.85)
@@ -28,6 +31,7 @@ DEFAULT_MAX_PAIRS = 3
 # Why a question yields no pair, checked in this order.
 DROP_GOLD_ERROR = "gold_error"  # its gold answer could not be read (reason GOLD_ERROR from the reward stage)
 DROP_UNPARSED = "unparsed"  # no sample had a final answer
+DROP_UNSCORED = "unscored"  # every sample's check timed out: nothing is known about the question
 DROP_ALL_CORRECT = "all_correct"
 DROP_ALL_WRONG = "all_wrong"
 DROP_OUTSIDE_BAND = "outside_band"
@@ -97,10 +101,12 @@ class Pair:
 @dataclass(frozen=True, slots=True)
 class PairStats:
     samples_seen: int = 0
+    samples_unscored: int = 0  # left out: their check timed out
     questions_seen: int = 0
     questions_kept: int = 0
     pairs: int = 0
     dropped_gold_error: int = 0
+    dropped_unscored: int = 0
     dropped_unparsed: int = 0
     dropped_all_correct: int = 0
     dropped_all_wrong: int = 0
@@ -134,8 +140,13 @@ def build_pairs(
         raise ValueError(f"truncate_words must be None or >= 1, got {truncate_words}")
 
     by_question: dict[str, list[ScoredSample]] = defaultdict(list)
+    unscored = 0
     for sample in samples:
-        by_question[sample.question_id].append(sample)
+        by_question[sample.question_id]  # a question whose every sample timed out is still seen (and dropped)
+        if sample.reason == TIMEOUT:
+            unscored += 1
+        else:
+            by_question[sample.question_id].append(sample)
 
     pairs: list[Pair] = []
     drops: Counter[str] = Counter()
@@ -152,7 +163,8 @@ def build_pairs(
             drops[drop] += 1
 
     stats = PairStats(
-        samples_seen=sum(len(g) for g in by_question.values()),
+        samples_seen=sum(len(g) for g in by_question.values()) + unscored,
+        samples_unscored=unscored,
         questions_seen=len(by_question),
         questions_kept=len(by_question) - sum(drops.values()),
         pairs=len(pairs),
@@ -162,6 +174,8 @@ def build_pairs(
 
 
 def _drop_reason(group: list[ScoredSample], low: float, high: float) -> str | None:
+    if not group:
+        return DROP_UNSCORED
     if any(s.reason == GOLD_ERROR for s in group):
         return DROP_GOLD_ERROR
     if all(s.reason == UNPARSED for s in group):

@@ -50,6 +50,20 @@ def test_unparsed_chains_count_as_wrong_and_can_be_rejected():
     assert (pair.chosen_index, pair.rejected_index) == (0, 1)
 
 
+def test_math_timeouts_are_unknown_never_a_label():
+    # A timed-out equivalence check says nothing about the chain (correct answers time out on a loaded machine):
+    # it counts neither way in the accuracy and is never a rejected (or chosen) chain.
+    timeouts = lambda qid, start: [sample(qid, start + i, False, reason="timeout") for i in range(4)]  # noqa: E731
+    samples = [sample("q", i, True) for i in range(3)] + [sample("q", 3, False)] + timeouts("q", 4)
+    result = build_pairs(samples, band=(0.25, 0.85), max_pairs=3)
+    assert len(result.pairs) == 3 and {p.rejected_index for p in result.pairs} == {3}
+    # one right chain and three timeouts: all (known) correct, not a question at 25% accuracy
+    only_right = [sample("r", 0, True)] + timeouts("r", 1)
+    assert build_pairs(only_right).stats.dropped_all_correct == 1
+    stats = build_pairs(samples + only_right + timeouts("t", 0), band=(0.25, 0.85)).stats
+    assert (stats.samples_unscored, stats.dropped_unscored, stats.questions_seen) == (12, 1, 3)
+
+
 def test_at_most_max_pairs_and_distinct_chains_first():
     result = build_pairs(question("q", 16), max_pairs=3)
     assert len(result.pairs) == 3
