@@ -74,6 +74,9 @@ class Pair:
     rejected_score: float
     chosen_index: int  # sample_index of each chain, to find its sampling settings
     rejected_index: int
+    # The text was cut by truncate_words: the chain did not end there, so training must not add an end of turn.
+    chosen_truncated: bool = False
+    rejected_truncated: bool = False
 
     def to_preference_row(
         self,
@@ -95,6 +98,8 @@ class Pair:
             rejected_score=self.rejected_score,
             round=round,
             sampling=sampling or {},
+            chosen_truncated=self.chosen_truncated,
+            rejected_truncated=self.rejected_truncated,
         )
 
 
@@ -227,6 +232,8 @@ def _pairs_for_question(
             rejected_score=w.value,
             chosen_index=c.sample_index,
             rejected_index=w.sample_index,
+            chosen_truncated=c_text != c.text,
+            rejected_truncated=w_text != w.text,
         )
         for c_text, c, w_text, w in picked
     ]

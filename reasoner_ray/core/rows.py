@@ -101,6 +101,9 @@ class PreferenceRow(_Row):
     rejected: str
     chosen_score: float
     rejected_score: float
+    # Cut by pairs.truncate_words: trained on without an end of turn after the text (the chain went on).
+    chosen_truncated: bool = False
+    rejected_truncated: bool = False
     round: int = 0
     sampling: dict[str, Any] = Field(default_factory=dict)
     # Sum of reference-model token log-probs of each response given the prompt (filled once per round).

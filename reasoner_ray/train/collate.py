@@ -3,7 +3,9 @@
 The prompt (user turn with its image, plus the generation prompt) is rendered with the chat template and run
 through the processor, so every processor output (pixel_values, image_grid_thw, mm_token_type_ids, ...)
 reaches the model. The completion is the rest of the rendered conversation after the prompt (the response and
-the template's end-of-turn tokens), tokenized on its own. Only completion tokens carry loss.
+the template's end-of-turn tokens), tokenized on its own. Only completion tokens carry loss. A preference chain
+cut by `pairs.truncate_words` stops at its last word: it never ended its turn there, and an end-of-turn token
+after the cut would teach the model to stop mid-sentence.
 
 A prompt that does not fit `max_length` (with at least one completion token) is never cut: the row is
 filtered before training and counted (`prompt_too_long`); an over-long completion is cut at its end.
@@ -34,12 +36,19 @@ class VLMEncoder:
     def prompt_text(self, messages: list[dict[str, Any]]) -> str:
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def completion_ids(self, messages: list[dict[str, Any]], response: str) -> list[int]:
+    def completion_ids(self, messages: list[dict[str, Any]], response: str, end_turn: bool = True) -> list[int]:
+        """Token ids of the assistant turn; `end_turn=False` keeps only the response text (a truncated chain)."""
         prompt = self.prompt_text(messages)
         full = self.processor.apply_chat_template(messages + [assistant_message(response)], tokenize=False)
         if not full.startswith(prompt):
             raise ValueError("chat template does not render the prompt as a prefix of the conversation")
-        return self.processor.tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+        completion = full[len(prompt):]
+        if not end_turn:
+            end = completion.find(response)
+            if end < 0:
+                raise ValueError("chat template does not render the response text verbatim")
+            completion = completion[:end + len(response)]
+        return self.processor.tokenizer(completion, add_special_tokens=False)["input_ids"]
 
     def encode_prompts(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         """Processor outputs for the prompts, right-padded (B, P); images in example order."""
@@ -121,8 +130,9 @@ def collate_pairs(encoder: VLMEncoder, examples: list[dict[str, Any]], max_lengt
     room = [max_length - int(n) for n in prompts["attention_mask"].sum(1)]
     completions = []
     for ex, r in zip(examples, room):
-        completions.append(encoder.completion_ids(ex["messages"], ex["chosen"])[:r])
-        completions.append(encoder.completion_ids(ex["messages"], ex["rejected"])[:r])
+        for side in ("chosen", "rejected"):
+            ends = not ex.get(f"{side}_truncated", False)
+            completions.append(encoder.completion_ids(ex["messages"], ex[side], end_turn=ends)[:r])
     batch = {"prompt": prompts, "completions": completions,
              "completion_ids": _pad_rows(completions, encoder.pad_id),
              "completion_mask": _pad_rows([[1] * len(c) for c in completions], 0)}

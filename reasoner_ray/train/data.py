@@ -88,6 +88,7 @@ def preference_examples(rows: list[PreferenceRow]) -> list[dict[str, Any]]:
     return [
         {"id": f"{r.question_id}:{i}", "index": i, "image": r.image,
          "messages": r.messages or [user_message(r.question)], "chosen": r.chosen, "rejected": r.rejected,
+         "chosen_truncated": r.chosen_truncated, "rejected_truncated": r.rejected_truncated,
          "ref_chosen_logp": r.ref_chosen_logp, "ref_rejected_logp": r.ref_rejected_logp}
         for i, r in enumerate(rows)
     ]

@@ -120,3 +120,27 @@ def test_first_batch_equals_trl_dpo_trainer(tiny_qwen2_vl, tmp_path):
     for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
                 "logps/chosen", "logps/rejected"):
         assert metrics[key] == pytest.approx(trl_metrics[key], abs=1e-5), key
+
+
+def test_a_chain_cut_for_the_loss_gets_no_end_of_turn(tiny_qwen2_vl):
+    """pairs.truncate_words cuts chains mid-sentence: the cut text must be trained on as it is, not followed by
+    the end-of-turn token (DPO would teach the model to stop there); a whole chain keeps its end of turn."""
+    from conftest import make_vqa_rows
+    from transformers import AutoProcessor
+
+    from reasoner_ray.core.pairs import ScoredSample, build_pairs
+    from reasoner_ray.core.prompts import prompt_messages
+
+    encoder = VLMEncoder(AutoProcessor.from_pretrained(tiny_qwen2_vl))
+    tok = encoder.processor.tokenizer
+    end_of_turn = tok.convert_tokens_to_ids("<|im_end|>")
+    row = make_vqa_rows(1)[0]
+    long_right = " ".join(["the shape has a long outline"] * 30) + f"\n### Answer: {row.answers[0]}"
+    short_wrong = "It is small.\n### Answer: none"
+    samples = [ScoredSample(row.id, 0, long_right, 1.0, True), ScoredSample(row.id, 1, short_wrong, 0.0, False)]
+    (pair,) = build_pairs(samples, band=(0.0, 1.0), truncate_words=90).pairs
+    pref = pair.to_preference_row(row.question, row.image, prompt_messages(row, "cot"))
+    assert (pref.chosen_truncated, pref.rejected_truncated) == (True, False)
+    chosen, rejected = collate_pairs(encoder, preference_examples([pref]), max_length=1024)["completions"]
+    assert end_of_turn not in chosen and tok.decode(chosen) == pair.chosen
+    assert end_of_turn in rejected and tok.decode(rejected).startswith(short_wrong)
