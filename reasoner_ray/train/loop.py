@@ -78,7 +78,7 @@ def train_func(loop_config: dict[str, Any]) -> None:
     from reasoner_ray.train.export import export_hf
     from reasoner_ray.train.model_setup import param_groups, prepare_model
     from reasoner_ray.train.schedule import micro_slice
-    from reasoner_ray.train.steps import STAGES, stage_settings
+    from reasoner_ray.train.steps import STAGES, stage_settings, token_share
 
     config = Config.model_validate(loop_config["config"])
     stage, examples, order = loop_config["stage"], loop_config["examples"], loop_config["order"]
@@ -110,10 +110,12 @@ def train_func(loop_config: dict[str, Any]) -> None:
     for step in range(start_step, total_steps):
         started = time.time()
         step_metrics: dict[str, float] = {}
-        for m in range(accumulation):
-            batch = spec.collate(encoder, [examples[i] for i in micro_slice(order, step, m, rank, world, micro, accumulation)],
-                                 config.train.max_length)
-            loss, metrics = spec.loss(engine, batch, encoder, config)
+        # All micro-batches of the step first: the loss is normalised by the whole step's targets (steps.py).
+        batches = [spec.collate(encoder, [examples[i] for i in micro_slice(order, step, m, rank, world, micro, accumulation)],
+                                config.train.max_length) for m in range(accumulation)]
+        share = token_share(sum(spec.targets(b) for b in batches), accumulation) if spec.targets else None
+        for batch in batches:
+            loss, metrics = spec.loss(engine, batch, encoder, config, token_share=share)
             engine.backward(loss)
             engine.step()
             for k, v in metrics.items():

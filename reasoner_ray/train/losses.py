@@ -74,10 +74,17 @@ def dpo_metrics(lp: PairLogps, beta: float) -> dict[str, float]:
     }
 
 
-def sft_loss(logits, labels):
-    """Mean token NLL over the positions whose label is not -100 (what HF's labels loss computes)."""
+def sft_loss(logits, labels, token_share: float | None = None):
+    """Summed token NLL over the positions whose label is not -100, divided by `token_share`.
+
+    In training `token_share` is the optimizer step's target tokens (all ranks, all micro-batches) divided by
+    accumulation x ranks (`steps.token_share`): DeepSpeed averages the micro-batch losses over both, so the
+    gradient is that of the mean over every target token of the step, each weighted equally, as torchtune and
+    nanochat normalise. A per-micro-batch mean would weight a token of a 2-token direct answer like 4 tokens of an
+    8-token CoT chain batched separately. None: this batch's own count (what HF's labels loss computes)."""
     from reasoner_ray.train.logprobs import shifted_logps
 
     mask = (labels != -100).long()
     total = shifted_logps(logits, labels, mask)
-    return -total.sum() / mask[:, 1:].sum().clamp_min(1)
+    divisor = mask[:, 1:].sum().clamp_min(1) if token_share is None else token_share
+    return -total.sum() / divisor

@@ -1,6 +1,8 @@
 """One micro-batch of each stage: how to collate it and what loss it gives (registry keyed by stage name).
 
-SFT: the mean token NLL of the assistant tokens (`losses.sft_loss`, equal to the model's own labels loss).
+SFT: the token NLL of the assistant tokens, normalised by the step's global count of target tokens
+(`losses.sft_loss` with `token_share`), so every target token of a step weighs the same whichever micro-batch
+or rank it is in.
 DPO: policy log-probs of both responses (prompt once per pair when `dpo.share_prompt`), the reference
 log-probs stored in the rows, and the configured loss from `losses.DPO_LOSSES`.
 """
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reasoner_ray.train.collate import VLMEncoder, collate_pairs, collate_sft
+from reasoner_ray.train.collate import IGNORE_INDEX, VLMEncoder, collate_pairs, collate_sft
 from reasoner_ray.train.logprobs import pair_logps
 from reasoner_ray.train.losses import PairLogps, dpo_loss, sft_loss
 
@@ -19,17 +21,40 @@ from reasoner_ray.train.losses import PairLogps, dpo_loss, sft_loss
 @dataclass(frozen=True)
 class Stage:
     collate: Callable[[VLMEncoder, list[dict[str, Any]], int], dict[str, Any]]
-    loss: Callable[[Any, dict[str, Any], VLMEncoder, Any], tuple[Any, dict[str, float]]]
+    loss: Callable[..., tuple[Any, dict[str, float]]]  # (model, batch, encoder, config, token_share=None)
+    # Units the loss is normalised by over the whole step (SFT: target tokens); None: a per-batch mean.
+    targets: Callable[[dict[str, Any]], int] | None = None
 
 
-def _sft_loss(model, batch, encoder, config):
+def target_tokens(labels) -> int:
+    """Target tokens of a batch as `sft_loss` counts them (after the shift: position 0 predicts nothing)."""
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def token_share(local_tokens: int, accumulation: int) -> float:
+    """The step's target tokens summed over ranks, over accumulation x ranks: the `sft_loss` divisor that makes
+    DeepSpeed's average of micro-batch losses (over accumulation steps and ranks) a mean over all tokens."""
+    import torch
+    import torch.distributed as dist
+
+    total, world = float(local_tokens), 1
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        world = dist.get_world_size()
+        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+        t = torch.tensor([total], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        total = float(t.item())
+    return max(total, 1.0) / (accumulation * world)
+
+
+def _sft_loss(model, batch, encoder, config, token_share=None):
     labels = batch.pop("labels")
     out = model(**batch, use_cache=False)
-    loss = sft_loss(out.logits, labels)
+    loss = sft_loss(out.logits, labels, token_share)
     return loss, {"loss": float(loss.detach()), "tokens": float((labels != -100).sum())}
 
 
-def _dpo_loss(model, batch, encoder, config):
+def _dpo_loss(model, batch, encoder, config, token_share=None):
     if "ref_chosen_logps" not in batch:
         raise ValueError("DPO batch has no reference log-probs: run compute_reference_logps first")
     share = config.dpo.share_prompt and not config.train.gradient_checkpointing  # sharing needs the KV cache
@@ -42,7 +67,7 @@ def _dpo_loss(model, batch, encoder, config):
 
 
 STAGES: dict[str, Stage] = {
-    "sft": Stage(collate=collate_sft, loss=_sft_loss),
+    "sft": Stage(collate=collate_sft, loss=_sft_loss, targets=lambda batch: target_tokens(batch["labels"])),
     "dpo": Stage(collate=collate_pairs, loss=_dpo_loss),
 }
 

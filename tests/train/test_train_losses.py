@@ -70,3 +70,27 @@ def test_sft_loss_is_mean_over_labelled_tokens():
     labels = torch.tensor([[-100, 1, 0, -100]])  # positions 1 and 2 predicted from 0 and 1
     expected = -(math.log(0.75) + math.log(0.25)) / 2
     assert float(sft_loss(logits, labels)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_sft_loss_weights_every_target_token_of_the_step_equally():
+    """Two micro-batches of one step: a direct answer (2 target tokens) and a CoT chain (8). DeepSpeed averages
+    micro-batch losses (over accumulation and ranks); with each divided by the step's token share, that average
+    is the mean over all 10 tokens, not the mean of two per-micro-batch means (which gives each of the 2 direct
+    tokens 4x the weight of a CoT token)."""
+    from reasoner_ray.train.steps import target_tokens, token_share
+
+    torch.manual_seed(0)
+    vocab = 7
+    short = torch.tensor([[-100, -100, 3, 4]])  # 2 targets after the shift
+    long = torch.tensor([[-100] + [1, 2, 3, 4, 5, 6, 0, 1]])  # 8 targets
+    logits = [torch.randn(1, 4, vocab), torch.randn(1, 9, vocab)]
+    tokens = [target_tokens(y) for y in (short, long)]
+    assert tokens == [2, 8]
+    share = token_share(sum(tokens), accumulation=2)  # one process here: no all-reduce
+    deepspeed_average = sum(sft_loss(x, y, share) for x, y in zip(logits, (short, long))) / 2
+    token_nll = torch.cat([
+        -sequence_logps(x[:, :-1], y[:, 1:], (y[:, 1:] != -100).float()).reshape(1) for x, y in zip(logits, (short, long))
+    ]).sum()
+    assert float(deepspeed_average) == pytest.approx(float(token_nll) / 10, rel=1e-6)
+    per_micro_means = sum(float(sft_loss(x, y)) for x, y in zip(logits, (short, long))) / 2
+    assert per_micro_means != pytest.approx(float(token_nll) / 10, rel=1e-3)
