@@ -121,6 +121,18 @@ class TrainConfig(_Section):
     lora_rank: int = 0  # > 0: train a LoRA adapter (peft) and merge it on export; 0: full fine-tuning
     lora_alpha: int = 16
 
+    @model_validator(mode="after")
+    def _combinations(self) -> "TrainConfig":
+        # Refused here, at load, not after training: DeepSpeed would ignore the offloads silently, and a LoRA
+        # adapter partitioned by ZeRO-3 cannot be merged at export (Ray Train would retry the whole run).
+        if self.lora_rank > 0 and self.zero_stage == 3:
+            raise ValueError("train.lora_rank > 0 needs train.zero_stage <= 2 (a ZeRO-3 LoRA adapter cannot be merged on export)")
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("train.offload_params needs train.zero_stage 3 (only ZeRO-3 partitions parameters)")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("train.offload_optimizer needs train.zero_stage >= 1 (ZeRO-0 has no optimizer partition)")
+        return self
+
 
 class SFTConfig(_Section):
     enabled: bool = True

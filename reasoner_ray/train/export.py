@@ -20,9 +20,7 @@ def gather_state_dict(engine, zero_stage: int):
 
 def export_hf(engine, processor, out_dir: str | Path, zero_stage: int, rank: int) -> Path | None:
     module = engine.module
-    if hasattr(module, "merge_and_unload"):  # peft LoRA: fold the adapter into the weights
-        if zero_stage == 3:
-            raise ValueError("LoRA export under ZeRO-3 is not supported; use train.zero_stage <= 2 with LoRA")
+    if hasattr(module, "merge_and_unload"):  # peft LoRA (never under ZeRO-3: refused at config load)
         module = module.merge_and_unload()
         state = module.state_dict()
     else:

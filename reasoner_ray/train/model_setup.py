@@ -2,6 +2,10 @@
 
 Parameter groups are found by name through a small table of prefixes per part (Qwen2-VL: `visual.*` with the
 projector at `visual.merger.*`; LLaVA: `vision_tower.*` and `multi_modal_projector.*`).
+
+With LoRA (`train.lora_rank > 0`) the adapter replaces full training of the language model only: peft freezes
+every weight it does not adapt, so the vision tower and projector are set trainable again afterwards unless
+frozen by config (and then train at `sft.vision_lr`, merged on export like the adapter).
 """
 
 from __future__ import annotations
@@ -24,16 +28,19 @@ def part_of(name: str) -> str:
     return "language"
 
 
-def freeze_parts(model, freeze_vision: bool, freeze_projector: bool) -> dict[str, int]:
-    """Turn off gradients of the chosen parts; returns trainable parameter counts per part."""
+def set_trainable(model, freeze_vision: bool, freeze_projector: bool, lora: bool) -> None:
+    """Gradients on exactly: the parts not frozen, where the language model (under LoRA) means its adapter."""
     frozen = {p for p, on in (("vision", freeze_vision), ("projector", freeze_projector)) if on}
-    counts = {"vision": 0, "projector": 0, "language": 0}
     for name, param in model.named_parameters():
         part = part_of(name)
-        if part in frozen:
-            param.requires_grad_(False)
-        elif param.requires_grad:
-            counts[part] += param.numel()
+        param.requires_grad_(part not in frozen and (not lora or part != "language" or "lora_" in name))
+
+
+def trainable_counts(model) -> dict[str, int]:
+    counts = {"vision": 0, "projector": 0, "language": 0}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            counts[part_of(name)] += param.numel()
     return counts
 
 
@@ -61,12 +68,12 @@ def prepare_model(path: str, dtype: str, train_cfg, freeze_vision: bool, freeze_
     from reasoner_ray.models.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(path, dtype)
-    counts = freeze_parts(model, freeze_vision, freeze_projector)
     if train_cfg.lora_rank > 0:
         model = apply_lora(model, train_cfg.lora_rank, train_cfg.lora_alpha)
+    set_trainable(model, freeze_vision, freeze_projector, lora=train_cfg.lora_rank > 0)
     if train_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     model.train()
-    log.info("trainable parameters per part: %s", counts)
+    log.info("trainable parameters per part: %s", trainable_counts(model))
     return model, processor

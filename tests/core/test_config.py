@@ -36,6 +36,10 @@ def test_round_trip_through_yaml(tmp_path):
         (["nonsense.x=1"], "nonsense: unknown key"),
         (["pairs.accuracy_band=[0.9, 0.1]"], "pairs"),
         (["data.train.format=csv"], "data.train.format"),
+        # combinations training would ignore or refuse only after the run (LoRA is merged at export)
+        (["train.lora_rank=8", "train.zero_stage=3"], "train.lora_rank"),
+        (["train.offload_params=true", "train.zero_stage=2"], "train.offload_params"),
+        (["train.offload_optimizer=true", "train.zero_stage=0"], "train.offload_optimizer"),
     ],
 )
 def test_rejects_with_key_name(overrides, key):

@@ -104,3 +104,25 @@ def test_sft_reads_the_train_split_in_its_own_format_when_distillation_is_off(tm
     distilled = tmp_path / "rows.jsonl"
     distilled.write_text("".join(r.model_dump_json() + "\n" for r in src))
     assert [r.id for r in sft_rows(llava, str(distilled), Counter())] == [r.id for r in src]
+
+
+def test_lora_keeps_the_configured_vision_and_projector_training(tiny_qwen2_vl, caplog):
+    """peft freezes every non-adapter weight; freeze_vision=false (and so sft.vision_lr) must still train the
+    vision tower, and the trainable counts must be the ones after the adapter is added."""
+    from reasoner_ray.train.model_setup import param_groups, part_of, prepare_model
+
+    train = TrainConfig(lora_rank=4, lora_alpha=8)
+    with caplog.at_level("INFO", logger="reasoner_ray.train.model_setup"):
+        model, _ = prepare_model(tiny_qwen2_vl, "float32", train, freeze_vision=False, freeze_projector=True)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    vision = {n for n, _ in model.named_parameters() if part_of(n) == "vision"}
+    language = {n for n, _ in model.named_parameters() if part_of(n) == "language"}
+    projector = {n for n, _ in model.named_parameters() if part_of(n) == "projector"}
+    assert vision and vision <= trainable  # trained in full, at the vision lr
+    assert not projector & trainable
+    assert language & trainable and all("lora_" in n for n in language & trainable)  # only the adapter
+    counts = {part: sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and part_of(n) == part)
+              for part in ("vision", "projector", "language")}
+    assert f"trainable parameters per part: {counts}" in caplog.text  # counted after the adapter, not before
+    groups = param_groups(model, lr=1e-4, vision_lr=1e-6, weight_decay=0.0)
+    assert [g["lr"] for g in groups] == [1e-4, 1e-6] and sum(p.numel() for p in groups[1]["params"]) == counts["vision"]
