@@ -23,7 +23,7 @@ from serve.errors import ApiError, pydantic_errors_to_api_error
 from serve.metrics import ServeMetrics
 from serve.responses import completion_body, stream_events
 from serve.schemas import ChatCompletionRequest, ModelCard, ModelList
-from serve.validation import prepare_chat
+from serve.validation import prepare_chat, read_body
 
 log = logging.getLogger("ray.serve")
 CHAT_ROUTE = "/v1/chat/completions"
@@ -76,7 +76,8 @@ class ChatDeployment:
     @fastapi_app.get("/v1/models")
     async def models(self, request: Request) -> JSONResponse:
         self.keys.check(request.headers.get("authorization"))
-        card = ModelCard(id=self.model_name, created=self.created, root=str(self.config.model_path))
+        # `root` is the served name too: the model folder is a path on the server, not the client's business.
+        card = ModelCard(id=self.model_name, created=self.created, root=self.model_name)
         return JSONResponse(ModelList(data=[card]).model_dump())
 
     @fastapi_app.post(CHAT_ROUTE)
@@ -96,7 +97,7 @@ class ChatDeployment:
     async def _chat(self, request: Request, started: float) -> Response:
         self.keys.check(request.headers.get("authorization"))
         try:
-            body = ChatCompletionRequest.model_validate_json(await request.body())
+            body = ChatCompletionRequest.model_validate_json(await read_body(request, self.config.max_request_bytes))
         except ValidationError as err:
             raise pydantic_errors_to_api_error(err.errors(include_input=False)) from None
         prepared = await prepare_chat(body, self.config, self.model_name)

@@ -124,7 +124,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "reasoner-ray"
-    root: str  # the folder the weights came from
+    root: str  # the served model name (never the server's folder)
 
 
 class ModelList(BaseModel):

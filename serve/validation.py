@@ -3,23 +3,25 @@
 Checks, each with its own error code: the model id, `n` and `max_tokens` against their limits, the number of
 images, each image URL's scheme (data URLs always; http(s) only when `allow_remote_images`; file:// and bare
 paths never, and never opened), the base64 payload, the decoded byte size, that the bytes are an image, and
-its pixel count (read from the header before any pixel is decoded). The context limit is checked by the
-engine on the tokenized prompt (serve/engine.py) because image token counts depend on the processor.
+its pixel count (read from the header before any pixel is decoded, by the project's one image decoder,
+`reasoner_ray.data.images.decode_image`). The context limit is checked by the engine on the tokenized prompt
+(serve/engine.py) because image token counts depend on the processor. The body itself is read with a size cap
+(`read_body`, 413 past `max_request_bytes`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from reasoner_ray.core.config import ServeConfig
 from reasoner_ray.core.prompts import instruction
 from reasoner_ray.core.rows import ANSWER_TYPES
+from reasoner_ray.data.images import ImageError, decode_image
 from serve.errors import ApiError, invalid
 from serve.remote_images import fetch_remote_image
 from serve.schemas import ChatCompletionRequest, ImageUrlPart, TextPart
@@ -119,15 +121,27 @@ def decode_data_url(url: str, max_bytes: int, param: str) -> bytes:
 
 def open_checked_image(raw: bytes, max_pixels: int, param: str) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(raw))  # reads the header only
-    except (UnidentifiedImageError, OSError, ValueError):
+        return decode_image(raw, max_pixels)
+    except ImageError as err:
+        if err.reason == "image_too_large":
+            raise invalid(f"{err.detail} (this server's limit is {max_pixels} pixels)", param, "image_too_large") from None
         raise invalid("image bytes are not a readable image", param, "invalid_image") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise invalid(f"image is {width}x{height} pixels, over this server's limit of {max_pixels}", param,
-                      "image_too_large")
-    try:
-        image.load()
-    except (OSError, ValueError, Image.DecompressionBombError):
-        raise invalid("image bytes are truncated or corrupt", param, "invalid_image") from None
-    return image.convert("RGB")
+
+
+async def read_body(request, max_bytes: int) -> bytes:
+    """The request body, or a 413 once it passes `max_bytes`: refused from its declared Content-Length when it
+    has one, else while streaming (a chunked body never declares its length)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, f"request body is over this server's limit of {max_bytes} bytes", code="request_too_large")

@@ -213,6 +213,7 @@ class ServeConfig(_Section):
     max_images: int = 1
     max_image_bytes: int = 4 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
+    max_request_bytes: int = 8 * 1024 * 1024  # the whole JSON body (413 past it); a data URL is 4/3 of its image
     max_n: int = 16
     max_tokens_limit: int = 2048
     default_max_tokens: int = 256  # when a request gives no max_tokens
@@ -226,6 +227,14 @@ class ServeConfig(_Section):
     min_replicas: int = 1
     max_replicas: int = 1
     target_ongoing_requests: int = 32
+
+    @model_validator(mode="after")
+    def _body_fits_images(self) -> "ServeConfig":
+        needed = self.max_images * -(-self.max_image_bytes * 4 // 3)  # the images as base64 data URLs
+        if self.max_request_bytes < needed:
+            raise ValueError(f"serve.max_request_bytes ({self.max_request_bytes}) is below serve.max_images x the "
+                             f"base64 size of serve.max_image_bytes ({needed}): images within the limits would be refused")
+        return self
 
 
 class Config(_Section):

@@ -1,4 +1,8 @@
-"""Image references -> bytes / PIL images / data URLs, with validation that names what is wrong."""
+"""Image references -> bytes / PIL images / data URLs, with validation that names what is wrong.
+
+`decode_image` is the project's one image decoder: the data readers, training and the Serve endpoint all go
+through it, so an image is refused for the same reasons everywhere (serve/validation.py maps them to 400s).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import io
 import mimetypes
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from reasoner_ray.core.rows import ImageRef
 
@@ -62,15 +66,29 @@ def image_bytes(ref: ImageRef) -> bytes:
     return path.read_bytes()
 
 
-def open_image(ref: ImageRef) -> Image.Image:
-    """Decode to an RGB PIL image, or raise ImageError('corrupt_image' | 'missing_image')."""
-    raw = image_bytes(ref)
+def decode_image(raw: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Encoded bytes -> an RGB PIL image, or ImageError: 'image_too_large' when the header declares more than
+    `max_pixels` (checked before any pixel is decoded) or more than PIL's decompression-bomb bound (raised by
+    `Image.open` itself, from a header of a few dozen bytes), 'corrupt_image' for anything PIL cannot decode."""
     try:
-        img = Image.open(io.BytesIO(raw))
-        img.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        image = Image.open(io.BytesIO(raw))  # reads the header only
+    except Image.DecompressionBombError as err:
+        raise ImageError("image_too_large", str(err)) from None
+    except Exception as err:  # noqa: BLE001 - PIL's format plugins raise many types on malformed bytes
         raise ImageError("corrupt_image", f"cannot decode image ({err.__class__.__name__}: {err})") from None
-    return img.convert("RGB")
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError("image_too_large", f"image is {width}x{height} pixels, over the limit of {max_pixels}")
+    try:
+        image.load()
+        return image.convert("RGB")
+    except Exception as err:  # noqa: BLE001 - truncated or corrupt pixel data, whatever the plugin raises
+        raise ImageError("corrupt_image", f"cannot decode image ({err.__class__.__name__}: {err})") from None
+
+
+def open_image(ref: ImageRef) -> Image.Image:
+    """Decode to an RGB PIL image, or raise ImageError('missing_image' | 'corrupt_image' | 'image_too_large')."""
+    return decode_image(image_bytes(ref))
 
 
 def mime_type(raw: bytes, path: str | None = None) -> str:

@@ -9,8 +9,8 @@ three, so they return the same rows with the same ids: `iter_checked()` / `iter_
 Ids are the join key of rollouts, rewards and pairs, so `record_id()` is the one rule: the record's own `id`,
 else one derived from the record's content (the same in every reader, on every machine, wherever the line sits).
 
-Bad-row reasons: missing_image, corrupt_image, empty_question, empty_answer, unknown_answer_type,
-malformed_row, duplicate_id. Each bad row is logged once with its id and reason and
+Bad-row reasons: missing_image, corrupt_image, image_too_large (a header past PIL's decompression-bomb bound),
+empty_question, empty_answer, unknown_answer_type, malformed_row, duplicate_id. Each bad row is logged once with its id and reason and
 counted; none is silently dropped.
 """
 
@@ -35,8 +35,8 @@ from reasoner_ray.data.llava import llava_record_to_raw
 
 log = logging.getLogger(__name__)
 
-BAD_ROW_REASONS = ("missing_image", "corrupt_image", "empty_question", "empty_answer", "unknown_answer_type",
-                   "malformed_row", "duplicate_id")
+BAD_ROW_REASONS = ("missing_image", "corrupt_image", "image_too_large", "empty_question", "empty_answer",
+                   "unknown_answer_type", "malformed_row", "duplicate_id")
 DUPLICATE_ID = "duplicate_id"
 
 

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from reasoner_ray.core.config import ServeConfig
+from test_serve_units import bomb_png  # tests/serve is on the path (no __init__.py), like tests/train's conftest
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.slow]
 
@@ -58,7 +59,7 @@ def served(ray_local, tiny_qwen2_vl, tmp_path_factory):
     config = ServeConfig(
         model_path=tiny_qwen2_vl, model_name=MODEL, api_keys_env="SERVE_TEST_UNSET_KEYS", api_keys_file=str(secret),
         max_images=1, max_image_bytes=24_000, max_image_pixels=128 * 128, max_n=4, max_tokens_limit=64,
-        default_max_tokens=16, max_model_len=512,
+        default_max_tokens=16, max_model_len=512, max_request_bytes=200_000,
     )
     url = start_local(config, port=free_port())
     yield config, url
@@ -78,7 +79,7 @@ def post(served, body: bytes | dict, key: str | None = API_KEY) -> httpx.Respons
 
 def test_models_lists_the_served_model(client, served):
     (card,) = client.models.list().data
-    assert card.id == MODEL and card.root == served[0].model_path
+    assert card.id == MODEL and card.root == MODEL  # never the server's folder
 
 
 def test_non_streaming_image_chat_with_usage(client):
@@ -156,14 +157,18 @@ BAD_INPUTS = {
     "remote_url": ({**GOOD, "messages": image_message("https://127.0.0.1:9/cat.png")}, "remote_images_disabled"),
     "file_url": ({**GOOD, "messages": image_message("file:///etc/hostname")}, "unsupported_image_url"),
     "local_path": ({**GOOD, "messages": image_message(str(Path(__file__)))}, "unsupported_image_url"),
+    "decompression_bomb": ({**GOOD, "messages": image_message("data:image/png;base64," + base64.b64encode(bomb_png()).decode())},
+                           "image_too_large"),
+    "body_over_limit": ({**GOOD, "messages": [{"role": "user", "content": "x" * 300_000}]}, "request_too_large"),
 }
+STATUS = {"body_over_limit": 413}
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_gets_openai_error_and_server_keeps_serving(served, case):
     body, code = BAD_INPUTS[case]
     response = post(served, body)
-    assert response.status_code == 400, response.text
+    assert response.status_code == STATUS.get(case, 400), response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["message"]
     if code:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -157,3 +158,143 @@ def test_deployment_options_and_serve_config_file():
     app = deploy.applications[0]
     assert app.import_path == "serve.app:build_app"
     ServeConfig.model_validate(app.args)  # every key of the file is a ServeConfig field
+
+
+def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A PNG of a few dozen bytes whose header declares width x height pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_header_is_a_400_not_a_crash():
+    raw = bomb_png()
+    assert len(raw) < 64
+    err = refused(image_chat("data:image/png;base64," + base64.b64encode(raw).decode()))
+    assert (err.status, err.code) == (400, "image_too_large")
+    # the data readers use the same decoder and name the same reason
+    from reasoner_ray.core.rows import ImageRef
+    from reasoner_ray.data.images import ImageError, open_image
+
+    with pytest.raises(ImageError) as caught:
+        open_image(ImageRef(data=raw))
+    assert caught.value.reason == "image_too_large"
+
+
+def _http_request(body: bytes, headers: dict[str, str] | None = None):
+    from starlette.requests import Request
+
+    pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)] or [b""]
+    messages = [{"type": "http.request", "body": p, "more_body": i < len(pieces) - 1} for i, p in enumerate(pieces)]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    headers = {"authorization": "Bearer sk-test", **(headers or {})}
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+             "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+    return Request(scope, receive)
+
+
+def _deployment(limits: ServeConfig):
+    import hashlib
+
+    from serve.deployment import ChatDeployment
+
+    stub = SimpleNamespace(config=limits, model_name="m", created=0, engine=None,
+                           keys=KeyChecker([hashlib.sha256(b"sk-test").digest()]))
+    return ChatDeployment, stub
+
+
+def test_request_body_over_the_cap_is_a_413_whether_or_not_it_declares_its_length():
+    limits = LIMITS.model_copy(update={"max_request_bytes": 100_000})
+    cls, stub = _deployment(limits)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * 200_000}]}).encode()
+    for headers in ({"content-length": str(len(body))}, {}):  # declared, or streamed (chunked) past the cap
+        with pytest.raises(ApiError) as caught:
+            asyncio.run(cls._chat(stub, _http_request(body, headers), 0.0))
+        assert (caught.value.status, caught.value.code) == (413, "request_too_large")
+
+
+def test_models_route_does_not_reveal_the_server_folder():
+    limits = ServeConfig(model_path="/srv/private/runs/r7/rounds/r2/dpo/output/model", model_name="m")
+    cls, stub = _deployment(limits)
+    response = asyncio.run(cls.models(stub, _http_request(b"", {})))
+    body = json.loads(response.body)
+    assert body["data"][0]["id"] == "m" and "/srv/private" not in response.body.decode()
+
+
+def _serve_http(handler):
+    """Run `handler(reader, writer)` as a local TCP server; returns (port, connections seen, server)."""
+    seen = []
+
+    async def on_connect(reader, writer):
+        seen.append(True)
+        await handler(reader, writer)
+
+    async def start():
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        return server.sockets[0].getsockname()[1], server
+
+    return seen, start
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]", "169.254.169.254", "10.0.0.1",
+                                  "[::1]", "0.0.0.0"])
+def test_remote_image_to_a_non_public_address_is_refused_without_connecting(host):
+    from serve.remote_images import fetch_remote_image
+
+    async def answer(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+        await writer.drain()
+        writer.close()
+
+    seen, start = _serve_http(answer)
+
+    async def run():
+        port, server = await start()
+        async with server:
+            with pytest.raises(ApiError) as caught:
+                await fetch_remote_image(f"http://{host}:{port}/img.png", 1000, "p")
+            return caught.value
+
+    err = asyncio.run(run())
+    assert (err.status, err.code) == (400, "image_url_not_allowed") and not seen
+
+
+def test_remote_image_failures_do_not_echo_the_upstream_and_a_slow_drip_is_cut():
+    from serve.remote_images import fetch_remote_image
+
+    async def not_found(reader, writer):
+        writer.write(b"HTTP/1.1 404 Not Found\r\nX-Internal: secret\r\nContent-Length: 6\r\n\r\nsecret")
+        await writer.drain()
+        writer.close()
+
+    async def drip(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        for _ in range(100):  # one byte every 0.2 s: each read is quick, the whole fetch is not
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+        writer.close()
+
+    async def fetch(handler, **kw):
+        _, start = _serve_http(handler)
+        port, server = await start()
+        async with server:
+            with pytest.raises(ApiError) as caught:
+                await fetch_remote_image(f"http://127.0.0.1:{port}/img.png", 5000, "p", allow=lambda address: True, **kw)
+            return caught.value
+
+    import time
+
+    err = asyncio.run(fetch(not_found))
+    assert err.code == "image_fetch_failed" and "404" not in err.message and "secret" not in err.message
+    started = time.monotonic()
+    err = asyncio.run(fetch(drip, timeout_s=1.0))
+    assert err.code == "image_fetch_failed" and time.monotonic() - started < 3.0
