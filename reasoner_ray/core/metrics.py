@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from reasoner_ray.core.reward.base import GOLD_ERROR, TIMEOUT
+
+# Scores that say nothing about the model: the row's gold cannot be read (a data error), or the equivalence
+# check ran out of time (correct answers do on a loaded machine). Left out of accuracies and counted.
+UNSCORED_REASONS = (GOLD_ERROR, TIMEOUT)
 
 
 @dataclass(frozen=True)
@@ -32,15 +38,24 @@ def accuracy(values: Iterable[float]) -> Accuracy:
 
 
 def summarize(records: Iterable[dict]) -> dict[str, dict]:
-    """records: {style, answer_type, value[, tags]} -> {style: {"all": {...}, "<answer_type>": {...},
-    "<tag>": {...}}}: every row counts in "all", its answer type's group and each of its tags' groups."""
+    """records: {style, answer_type, value[, reason, tags]} -> {style: {"all": {...}, "<answer_type>": {...},
+    "<tag>": {...}}}: every row counts in "all", its answer type's group and each of its tags' groups. A row whose
+    reason is in UNSCORED_REASONS is left out of the accuracy (never a 0) and counted in the group's `unscored`
+    ({reason: rows}), so a summary says how many rows it could not score."""
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+    unscored: dict[tuple[str, str], Counter] = defaultdict(Counter)
     for r in records:
+        reason = r.get("reason")
         for group in ("all", r["answer_type"], *(r.get("tags") or ())):
-            groups[(r["style"], group)].append(float(r["value"]))
+            key = (r["style"], group)
+            if reason in UNSCORED_REASONS:
+                unscored[key][reason] += 1
+            else:
+                groups[key].append(float(r["value"]))
     out: dict[str, dict] = defaultdict(dict)
-    for (style, kind), vals in sorted(groups.items()):
-        out[style][kind] = accuracy(vals).as_dict()
+    for style, kind in sorted(set(groups) | set(unscored)):
+        out[style][kind] = {**accuracy(groups.get((style, kind), [])).as_dict(),
+                            "unscored": dict(sorted(unscored[(style, kind)].items()))}
     return dict(out)
 
 

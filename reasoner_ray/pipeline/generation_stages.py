@@ -147,12 +147,16 @@ def eval_stage(config: Config, model_path: str, round_index: int) -> StageFn:
         n_q, _ = _generate(config, model_path, config.data.eval, plan, generated)
         ray.data.read_parquet(str(generated)).map_batches(score_batch, batch_format="pandas", num_cpus=0.5) \
             .write_parquet(str(io.output / "scored"))
-        records = _read_table(io.output / "scored", ["style", "answer_type", "value", "tags"]).to_pylist()
+        records = _read_table(io.output / "scored", ["style", "answer_type", "value", "reason", "tags"]).to_pylist()
         for r in records:
             r["tags"] = json.loads(r["tags"])
         summary = summarize(records)
         (io.output / EVAL_SUMMARY).write_text(json.dumps(summary, indent=2))
-        extra = {style: {"accuracy": s["all"]["accuracy"], "stderr": s["all"]["stderr"]} for style, s in summary.items()}
+        extra = {style: {"accuracy": s["all"]["accuracy"], "stderr": s["all"]["stderr"], "unscored": s["all"]["unscored"]}
+                 for style, s in summary.items()}
+        for style, s in summary.items():
+            if s["all"]["unscored"]:
+                log.warning("eval %s: %s rows left out of the accuracy (cannot be scored)", style, s["all"]["unscored"])
         extra["summary"] = summary  # every group (answer types, tags) for the report
         return StageCounts(n_q, len(records), extra)
 

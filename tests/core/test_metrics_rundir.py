@@ -22,6 +22,20 @@ def test_summarize_by_style_and_type():
     assert s["cot"]["all"]["accuracy"] == 0.5 and s["cot"]["yes_no"]["n"] == 1 and s["direct"]["all"]["n"] == 1
 
 
+def test_rows_that_cannot_be_scored_are_left_out_and_counted():
+    # an unreadable gold (a data error) or a timed-out check says nothing about the model: not a 0, but reported
+    recs = [{"style": "cot", "answer_type": "open", "value": 1.0, "reason": None},
+            {"style": "cot", "answer_type": "open", "value": 0.0, "reason": "wrong"},
+            {"style": "cot", "answer_type": "open", "value": 0.0, "reason": "gold_error"},
+            {"style": "cot", "answer_type": "math", "value": 0.0, "reason": "timeout"},
+            {"style": "cot", "answer_type": "math", "value": 1.0, "reason": None}]
+    s = summarize(recs)["cot"]
+    assert (s["all"]["n"], s["all"]["accuracy"]) == (3, 2 / 3)
+    assert s["all"]["unscored"] == {"gold_error": 1, "timeout": 1}
+    assert s["open"]["unscored"] == {"gold_error": 1} and s["math"]["unscored"] == {"timeout": 1}
+    assert s["math"]["accuracy"] == 1.0
+
+
 def test_majority_baseline():
     assert majority_baseline(["yes", "yes", "no", "red"]) == 0.5
 
