@@ -5,7 +5,8 @@ Rendering is done by the real kustomize built into `kubectl` (pinned in requirem
 server receives. Checking validates every ray.io object against its CRD's schema (`reasoner_ray.k8s_schema`).
 
     python -m reasoner_ray.k8s_render k8s/overlays/gpu                      # print the YAML stream
-    python -m reasoner_ray.k8s_render k8s/overlays/gpu --check ../shared/kuberay-crds
+    python -m reasoner_ray.k8s_render k8s/overlays/gpu --check                # the CRDs pinned in k8s/crds/
+    python -m reasoner_ray.k8s_render k8s/overlays/gpu --check path/to/crds   # or another copy
 """
 
 from __future__ import annotations
@@ -60,15 +61,17 @@ def render(folder: str | Path) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="a kustomization folder, e.g. k8s/overlays/laptop")
-    parser.add_argument("--check", metavar="CRD_DIR", help="validate ray.io objects against the CRDs in CRD_DIR")
+    parser.add_argument("--check", metavar="CRD_DIR", nargs="?", const="",
+                        help="validate ray.io objects against the CRDs in CRD_DIR "
+                             "(default: $KUBERAY_CRDS_DIR, else the copy pinned in k8s/crds/)")
     args = parser.parse_args(argv)
     try:
-        if not args.check:
+        if args.check is None:
             sys.stdout.write(render_text(args.folder))
             return 0
-        from reasoner_ray.k8s_schema import CrdSchemas
+        from reasoner_ray.k8s_schema import CrdSchemas, crd_dir
 
-        schemas = CrdSchemas(args.check)
+        schemas = CrdSchemas(args.check or crd_dir())
         failures = 0
         for doc in render(args.folder):
             errors = schemas.errors(doc) if doc.get("apiVersion") == "ray.io/v1" else []

@@ -1,7 +1,8 @@
 """Validate ray.io objects offline against the KubeRay CRDs' openAPIV3Schema, as the API server would.
 
 The CRD files (ray.io_rayclusters.yaml, ray.io_rayjobs.yaml, ray.io_rayservices.yaml, as published by
-KubeRay) are read from a folder given by the caller. Two things make the check as strict as a real apply:
+KubeRay) are pinned in the repository under k8s/crds/ (source commit and licence in its README);
+$KUBERAY_CRDS_DIR points at another copy (`crd_dir()`). Two things make the check as strict as a real apply:
 - unknown fields are errors: the schema is tightened with `additionalProperties: false` wherever it lists
   properties and allows nothing else, which is what `kubectl apply`'s default strict field validation does
   (the API server would otherwise drop a misspelt field silently);
@@ -9,12 +10,13 @@ KubeRay) are read from a folder given by the caller. Two things make the check a
 What jsonschema cannot run are the CRDs' CEL rules (x-kubernetes-validations); they concern only managedBy,
 deletionStrategy and gcsFaultToleranceOptions, fields these manifests do not set (tests/k8s checks that).
 
-    from reasoner_ray.k8s_schema import CrdSchemas
-    CrdSchemas("../shared/kuberay-crds").errors(manifest)   # [] when valid
+    from reasoner_ray.k8s_schema import CrdSchemas, crd_dir
+    CrdSchemas(crd_dir()).errors(manifest)   # [] when valid
 """
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +32,13 @@ CRD_FILES = {
     "RayJob": "ray.io_rayjobs.yaml",
     "RayService": "ray.io_rayservices.yaml",
 }
+PINNED_CRD_DIR = Path(__file__).resolve().parents[1] / "k8s" / "crds"
+
+
+def crd_dir() -> Path:
+    """The CRD folder: $KUBERAY_CRDS_DIR when set, else the copy pinned in the repository."""
+    override = os.environ.get("KUBERAY_CRDS_DIR")
+    return Path(override) if override else PINNED_CRD_DIR
 
 
 def forbid_unknown_fields(schema: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from reasoner_ray.k8s_schema import CrdSchemas
 @pytest.fixture(scope="session")
 def crds() -> CrdSchemas:
     if not crd_dir().is_dir():
-        pytest.fail(f"KubeRay CRDs not found at {crd_dir()}: set KUBERAY_CRDS_DIR to the folder of ray.io_*.yaml")
+        pytest.fail(f"KubeRay CRDs not found at {crd_dir()}: KUBERAY_CRDS_DIR must name a folder of ray.io_*.yaml")
     return CrdSchemas(crd_dir())
 
 

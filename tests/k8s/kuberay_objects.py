@@ -4,7 +4,6 @@ the rendered RayJob / RayService / RayCluster objects (the three kinds nest the 
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from pathlib import Path
@@ -13,17 +12,13 @@ import yaml
 
 from reasoner_ray.core.config import Config, load_config
 from reasoner_ray.k8s_render import REPO_ROOT, VARIANTS, overlay_dir
+from reasoner_ray.k8s_schema import crd_dir  # noqa: F401  ($KUBERAY_CRDS_DIR, else k8s/crds/ in the repo)
 
 IMAGE_ROOT = "/home/ray/reasoner-ray"  # where docker/Dockerfile installs the repo (its WORKDIR)
 SHARED_MOUNT = "/mnt/shared"  # the PVC every Ray pod mounts
 CONFIGS_MOUNT = "/etc/reasoner/configs"  # the generated ConfigMap, on heads
 SECRETS = {"reasoner-teacher": {"api-key"}, "reasoner-serve-keys": {"api-keys"}, "reasoner-ray-auth": {"auth_token"}}
 RENDERED = {"base": REPO_ROOT / "k8s" / "base", **{v: overlay_dir(v) for v in VARIANTS}}
-
-
-def crd_dir() -> Path:
-    """KubeRay's CRD files: $KUBERAY_CRDS_DIR, else the shared/ folder beside the repo."""
-    return Path(os.environ.get("KUBERAY_CRDS_DIR", REPO_ROOT.parent / "shared" / "kuberay-crds"))
 
 
 def pinned_ray_version() -> str:

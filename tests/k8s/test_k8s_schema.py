@@ -61,3 +61,33 @@ def test_no_unchecked_cel_fields(rendered):
             text = yaml.safe_dump(objects[kind])
             for field in ("managedBy", "deletionStrategy", "gcsFaultToleranceOptions"):
                 assert field not in text, (variant, kind, field)
+
+
+def test_crd_schemas_are_pinned_in_the_repository(monkeypatch, tmp_path, capsys):
+    """A clone with nothing beside it has the schemas (k8s/crds/, with their source and licence noted);
+    KUBERAY_CRDS_DIR points the checks at another copy."""
+    from reasoner_ray.k8s_render import REPO_ROOT
+    from reasoner_ray.k8s_schema import CrdSchemas
+
+    monkeypatch.delenv("KUBERAY_CRDS_DIR", raising=False)
+    pinned = REPO_ROOT / "k8s" / "crds"
+    assert crd_dir() == pinned
+    assert "feeaf72facab4881ba2b179248bb67315634e229" in (pinned / "README.md").read_text()
+    assert "Apache-2.0" in (pinned / "README.md").read_text()
+    assert CrdSchemas(pinned).errors({"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": "x"},
+                                      "spec": {"entrypoint": "true", "unknownField": 1}})
+    assert render_main([str(overlay_dir("laptop")), "--check"]) == 0  # --check alone uses the pinned copy
+    assert "RayJob/" in capsys.readouterr().out
+    monkeypatch.setenv("KUBERAY_CRDS_DIR", str(tmp_path))
+    assert crd_dir() == tmp_path
+
+
+def test_nothing_reads_files_beside_the_repository():
+    from reasoner_ray.k8s_render import REPO_ROOT
+
+    beside = (".." + "/shared", "parent / " + '"shared"')  # spelt apart so this file does not match itself
+    for folder in ("tests", "scripts", "reasoner_ray", "jobs", "serve", ".ci"):
+        for path in (REPO_ROOT / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                text = path.read_text(errors="ignore")
+                assert not any(b in text for b in beside), path
