@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import parse_config, setup_logging  # noqa: E402
+from reasoner_ray.cli import log_to_run_dir, parse_config, setup_logging  # noqa: E402
 
 log = logging.getLogger("iterative_dpo")
 
@@ -24,6 +24,7 @@ log = logging.getLogger("iterative_dpo")
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = parse_config(argv, __doc__.splitlines()[0])
+    log_to_run_dir(config.run.dir)
     from reasoner_ray.pipeline.iterative import run_pipeline
     from reasoner_ray.ray_utils import init_ray
 

@@ -33,3 +33,18 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(
         level=level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
+
+
+def log_to_run_dir(run_dir: str) -> str | None:
+    """Also write the driver's log to <run dir>/logs/driver.log (local run directories; Ray's own logs stay in
+    its session folder). Returns the file's path, or None for a URI run directory."""
+    from pathlib import Path
+
+    if "://" in run_dir:
+        return None
+    path = Path(run_dir) / "logs" / "driver.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return str(path)

@@ -7,9 +7,34 @@ Under `ray job submit` (RAY_ADDRESS or a job's runtime context is set) the scrip
 
 from __future__ import annotations
 
+import logging
 import os
 
 from reasoner_ray.engines.vllm_env import project_dirs
+
+
+# Ray's own chatter that says nothing a user can act on. Ray Train's placement-group cleaner warns every poll
+# when the state API is off (no dashboard in-process); Ray Data logs each dataset's start and end at INFO.
+# Their full logs stay in Ray's session folder (<tmp>/ray/session_*/logs).
+QUIET_LOGGERS = {
+    "ray.train.v2._internal.execution.controller.placement_group_cleaner": logging.ERROR,
+    "ray.data": logging.WARNING,
+}
+
+
+QUIET_HOOK = "reasoner_ray.ray_utils.quiet_ray_loggers"
+
+
+def quiet_ray_loggers() -> None:
+    """Runs in the driver and, as Ray's `worker_process_setup_hook`, in every worker process."""
+    try:  # first: importing Ray Data configures its loggers
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False
+    except ImportError:  # a worker without Ray Data installed
+        pass
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def init_ray(num_cpus: int | None = None) -> None:
@@ -17,6 +42,7 @@ def init_ray(num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    quiet_ray_loggers()
     env_vars = {
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",
@@ -27,7 +53,7 @@ def init_ray(num_cpus: int | None = None) -> None:
     # Pass hub settings through (tests and the quickstart run offline; a cluster may download models).
     env_vars.update({k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HF_HOME", "REASONER_CACHE_ROOT") if k in os.environ})
     if os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"):
-        ray.init(runtime_env={"env_vars": env_vars}, log_to_driver=True)
+        ray.init(runtime_env={"env_vars": env_vars, "worker_process_setup_hook": QUIET_HOOK}, log_to_driver=True)
         return
     tmp = project_dirs()["tmp"]
     os.makedirs(tmp, exist_ok=True)
@@ -37,7 +63,7 @@ def init_ray(num_cpus: int | None = None) -> None:
         # No dashboard: its agent binds fixed ports (52365, ...) that a `ray start` cluster on the same machine
         # also needs; Ray Train only logs that its state queries are unavailable.
         include_dashboard=False,
-        runtime_env={"env_vars": env_vars},
+        runtime_env={"env_vars": env_vars, "worker_process_setup_hook": QUIET_HOOK},
         _temp_dir=os.path.join(tmp, "ray"),
     )
     # Ray's own helper processes (e.g. Ray Train's placement-group cleaner) call ray.init() without an

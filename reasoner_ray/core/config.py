@@ -43,6 +43,10 @@ class TinyModelConfig(_Section):
     patch_size: int = 8
     vocab_size: int = 1024
     max_position_embeddings: int = 2048
+    # Multiplies the vision tower's initial weight matrices (HF initialises them with std 0.02, tuned for large
+    # models). A tower this small, trained from scratch, passes shape features on to the language model only
+    # when they start larger: single handwritten digits were learned to 87% in 300 steps at 20, not at all at 1.
+    vision_init_scale: float = Field(default=1.0, gt=0)
 
 
 class ModelConfig(_Section):

@@ -1,13 +1,16 @@
 """Multi-step arithmetic questions about the handwritten digits of a composite image, and their worked steps.
 
-The `digits` data source (reasoner_ray/data/digits.py) draws 2-4 real handwritten digits into one image and
-asks one question from the registry below. Each question kind gives its answer and the steps that lead to it
-from the digits as read in order (left to right, top to bottom): what a good rationale holds, and what the
-stand-in teacher writes. Pure: no images, no I/O.
+The `digits` data source (reasoner_ray/data/digits.py) draws 2-4 real handwritten digits into one image, each
+in its own ink colour (red, blue, green, orange, in that order; the cells they land in are shuffled), and asks
+one question from the registry below. Digits are named by colour, not by place: a small model from random
+weights learns to find "the blue digit" by its colour far sooner than "the second digit in reading order".
+Each question kind gives its answer and the steps that lead to it from the digits in colour order: what a good
+rationale holds, and what the stand-in teacher writes. Pure: no images, no I/O.
 
     kind = QUESTION_KINDS["sum"]
     kind.answer([3, 7, 1, 8])   -> "19"
     kind.steps([3, 7, 1, 8])    -> ["3 + 7 = 10.", "10 + 1 = 11.", "11 + 8 = 19."]
+    listed([3, 7, 1])           -> "red 3, blue 7 and green 1"
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+INK_COLORS = ("red", "blue", "green", "orange")  # digit i of a question is drawn in INK_COLORS[i]
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,9 @@ def _extremes(digits: list[int]) -> list[str]:
             f"{max(digits)} - {min(digits)} = {max(digits) - min(digits)}."]
 
 
-def _first_last(digits: list[int]) -> list[str]:
-    a, b = digits[0], digits[-1]
-    return [f"The first digit is {a} and the last digit is {b}.", f"{a} x {b} = {a * b}."]
+def _red_blue(digits: list[int]) -> list[str]:
+    a, b = digits[0], digits[1]
+    return [f"The red digit is {a} and the blue digit is {b}.", f"{a} x {b} = {a * b}."]
 
 
 def _compare(digits: list[int], k: int) -> list[str]:
@@ -89,8 +93,8 @@ register(QuestionKind("sum", "open", "What is the sum of all the digits in the i
                       lambda d, k: str(sum(d)), lambda d, k: _running_sum(d)))
 register(QuestionKind("range", "number", "What is the largest digit minus the smallest digit?",
                       lambda d, k: str(max(d) - min(d)), lambda d, k: _extremes(d)))
-register(QuestionKind("product", "open", "What is the product of the first digit and the last digit?",
-                      lambda d, k: str(d[0] * d[-1]), lambda d, k: _first_last(d)))
+register(QuestionKind("product", "open", "What is the product of the red digit and the blue digit?",
+                      lambda d, k: str(d[0] * d[1]), lambda d, k: _red_blue(d)))
 register(QuestionKind("count_greater", "number", "How many digits are greater than {k}?",
                       lambda d, k: str(sum(x > k for x in d)), _compare))
 register(QuestionKind("sum_even", "yes_no", "Is the sum of all the digits even?",
@@ -116,8 +120,8 @@ def multi_step(kind: str, n_digits: int) -> bool:
 # Varied phrasings of a rationale: read the digits, work the steps, conclude.
 READ = (
     "The image shows {n} handwritten digits: {listed}.",
-    "Reading the digits from left to right and top to bottom: {listed}.",
-    "I can see {n} digits in the image, in order {listed}.",
+    "Reading each colour: {listed}.",
+    "I can see {n} digits in the image: {listed}.",
     "The handwritten digits are {listed}.",
 )
 CONCLUDE = ("So the answer is {answer}.", "Therefore the answer is {answer}.", "Hence the answer is {answer}.")
@@ -125,7 +129,8 @@ PARITY = ("An even sum means yes, an odd sum means no.", "The question asks whet
 
 
 def listed(digits: list[int]) -> str:
-    words = [str(d) for d in digits]
+    """'red 3, blue 7 and green 1': each digit after its ink colour."""
+    words = [f"{INK_COLORS[i]} {d}" for i, d in enumerate(digits)]
     return ", ".join(words[:-1]) + f" and {words[-1]}"
 
 

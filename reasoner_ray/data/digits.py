@@ -7,8 +7,8 @@ split once, by a fixed permutation independent of the run's seed, into disjoint 
 settings can be chosen on `validation` without touching `test`.
 
 Question i of a split is drawn from its own seeded RNG (so `limit: N` is always the same first N questions):
-2-4 digits from the split's pool, drawn into the cells of a 2x2 grid (upscaled 3x, dark ink on white, a small
-seeded jitter), and one question kind of reasoner_ray.core.digit_tasks (sum, largest minus smallest, product,
+2-4 digits from the split's pool, drawn into shuffled cells of a 2x2 grid (upscaled 3x, digit i in ink colour
+`digit_tasks.INK_COLORS[i]` on white, a small seeded jitter), and one question kind of reasoner_ray.core.digit_tasks (sum, largest minus smallest, product,
 count above k, is the sum even, which option is the sum). Rows are ordinary VQARows; the digits themselves
 travel in the raw record's `_annotation` (read by the stand-in teacher, dropped from the row).
 """
@@ -28,6 +28,7 @@ POOL_SEED = 20240613  # fixed: the pools must not move with run.seed
 POOL_FRACTIONS = {"test": 0.30, "validation": 0.10, "train": 0.60}
 SPLIT_SIZES = {"train": 50_000, "validation": 2_000, "test": 2_000}  # questions per split (use `limit` for fewer)
 CELL, SCALE, CANVAS = 32, 3, 64  # 2x2 grid of 32 px cells on a 64 px image; digits drawn 24 px wide
+JITTER = 2  # pixels a digit may move from its cell's centre, each way
 # How often each question kind is asked (sum-based kinds carry most of the multi-step reasoning).
 KIND_WEIGHTS = {"sum": 3, "range": 2, "product": 2, "count_greater": 2, "sum_even": 2, "sum_choice": 2}
 
@@ -57,22 +58,27 @@ def pool(split: str) -> tuple[int, ...]:
     raise AssertionError("unreachable")
 
 
+INK_RGB = {"red": (220, 20, 20), "blue": (20, 40, 220), "green": (20, 150, 40), "orange": (240, 140, 0)}
+
+
 def compose(indices: list[int], rng: random.Random) -> bytes:
-    """PNG bytes of the digits at `indices` in reading order over a 2x2 grid, each with a seeded jitter."""
+    """PNG bytes: digit i of `indices` in ink colour INK_COLORS[i], in a shuffled cell of a 2x2 grid, jittered."""
     import numpy as np
     from PIL import Image
 
     images, _ = _digits()
-    canvas = np.full((CANVAS, CANVAS), 255, dtype=np.uint8)
+    canvas = np.full((CANVAS, CANVAS, 3), 255, dtype=np.float64)
     side = 8 * SCALE
-    for cell, idx in enumerate(indices):
-        ink = np.kron(images[idx], np.ones((SCALE, SCALE)))  # 0..16, nearest-neighbour upscale
-        glyph = (255 - ink * (255 / 16)).astype(np.uint8)
-        top = (cell // 2) * CELL + rng.randint(0, CELL - side)
-        left = (cell % 2) * CELL + rng.randint(0, CELL - side)
+    cells = rng.sample(range(4), len(indices))
+    for color, idx, cell in zip(digit_tasks.INK_COLORS, indices, cells):
+        ink = np.kron(images[idx], np.ones((SCALE, SCALE)))[..., None] / 16  # 0..1, nearest-neighbour upscale
+        glyph = 255 - ink * (255 - np.array(INK_RGB[color], dtype=np.float64))
+        margin = (CELL - side) // 2
+        top = (cell // 2) * CELL + margin + rng.randint(-JITTER, JITTER)
+        left = (cell % 2) * CELL + margin + rng.randint(-JITTER, JITTER)
         canvas[top:top + side, left:left + side] = glyph
     buf = io.BytesIO()
-    Image.fromarray(canvas, mode="L").convert("RGB").save(buf, format="PNG")
+    Image.fromarray(canvas.round().astype(np.uint8), mode="RGB").save(buf, format="PNG")
     return buf.getvalue()
 
 

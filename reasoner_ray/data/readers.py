@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from reasoner_ray.core.config import DataSource
 from reasoner_ray.core.rows import ANSWER_TYPES, VQARow
+from reasoner_ray.data.digits import read_digits
 from reasoner_ray.data.images import ImageError, open_image, parse_image_field
 from reasoner_ray.data.llava import llava_record_to_raw
 
@@ -68,6 +69,8 @@ def easy_vqa_answer_type(answer: str) -> str:
 def _read_easy_vqa(source: DataSource) -> Iterator[dict[str, Any]]:
     import easy_vqa  # the PyPI package ships the questions and the 64x64 PNG images
 
+    if source.split not in ("train", "test"):
+        raise ValueError(f"easy_vqa has splits train and test, not {source.split!r}")
     if source.split == "train":
         questions, answers, image_ids = easy_vqa.get_train_questions()
         paths = easy_vqa.get_train_image_paths()
@@ -84,6 +87,9 @@ def _read_easy_vqa(source: DataSource) -> Iterator[dict[str, Any]]:
             "choices": None,
             "source": "easy_vqa",
         }
+
+
+register_reader("digits")(read_digits)
 
 
 def _files(path: str, suffixes: tuple[str, ...]) -> list[Path]:

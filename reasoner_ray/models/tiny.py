@@ -27,7 +27,10 @@ from reasoner_ray.core.prompts import (
     TEACHER_SYSTEM_PROMPT,
 )
 
-BUILD_VERSION = 2  # bump when the construction below changes, so cached folders are rebuilt
+BUILD_VERSION = 3  # bump when the construction below changes, so cached folders are rebuilt
+
+
+VISION_PARTS = ("visual.", "vision_tower.")  # parameter-name parts of each family's vision tower
 
 
 def tiny_model_key(family: str, size: TinyModelConfig, seed: int) -> str:
@@ -165,6 +168,11 @@ def build_tiny_model(family: str, size: TinyModelConfig, seed: int, out_dir: str
     torch.manual_seed(seed)
     tokenizer = train_tokenizer(_tokenizer_corpus(), size.vocab_size, family)
     model, processor = FAMILIES[family](size, tokenizer)
+    if size.vision_init_scale != 1.0:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if param.dim() > 1 and any(part in name for part in VISION_PARTS):
+                    param.mul_(size.vision_init_scale)
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None
     )

@@ -55,8 +55,8 @@ def lenient_cot(scored_dir: Path) -> dict:
         columns=["style", "text", "answer", "answer_type", "choices", "tags"]).to_pandas()
     cot = table[table["style"] == "cot"].assign(style="direct")  # score every CoT reply as a direct one
     rescored = score_batch(cot)
-    records = [{"style": "cot", "answer_type": t, "value": v, "tags": json.loads(g)}
-               for t, v, g in zip(rescored["answer_type"], rescored["value"], rescored["tags"])]
+    records = [{"style": "cot", "answer_type": t, "value": v, "reason": reason, "tags": json.loads(g)}
+               for t, v, reason, g in zip(rescored["answer_type"], rescored["value"], rescored["reason"], rescored["tags"])]
     return summarize(records).get("cot", {})
 
 

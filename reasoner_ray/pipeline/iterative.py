@@ -51,7 +51,7 @@ def _place_model(export: str | Path, io: StageIO) -> Path:
 def _majority_baseline(config: Config) -> float:
     from reasoner_ray.data.readers import iter_rows
 
-    return majority_baseline(row.answers[0] for row in iter_rows(config.data.eval, check_image=False))
+    return majority_baseline(row.answers[0] for row in iter_rows(config.data.eval))
 
 
 def distill_stage(config: Config):

@@ -16,7 +16,7 @@ from typing import Any
 from reasoner_ray.core.rundir import Manifest
 
 DROP_KEYS = ("dropped_all_correct", "dropped_all_wrong", "dropped_outside_band", "dropped_unparsed",
-             "dropped_no_distinct_pair", "dropped_gold_error")
+             "dropped_no_distinct_pair", "dropped_gold_error", "dropped_unscored")
 
 
 def _acc(manifest: Manifest, stage: str, style: str) -> str:

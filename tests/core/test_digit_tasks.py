@@ -18,7 +18,9 @@ def test_hand_worked_answers_and_steps():
     assert KINDS["sum"].steps(d) == ["3 + 7 = 10.", "10 + 1 = 11.", "11 + 8 = 19."]
     assert KINDS["range"].answer(d) == "7"
     assert KINDS["range"].steps(d)[-1] == "8 - 1 = 7."
-    assert KINDS["product"].answer(d) == "24"  # first 3, last 8
+    assert KINDS["product"].answer(d) == "21"  # red 3, blue 7
+    assert KINDS["product"].steps(d) == ["The red digit is 3 and the blue digit is 7.", "3 x 7 = 21."]
+    assert digit_tasks.listed(d) == "red 3, blue 7, green 1 and orange 8"
     assert KINDS["count_greater"].answer(d, 5) == "2"  # 7 and 8
     assert KINDS["count_greater"].steps(d, 5)[-1] == "That makes 2 digits greater than 5."
     assert KINDS["sum_even"].answer(d) == "no"  # 19 is odd

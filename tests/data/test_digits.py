@@ -86,3 +86,18 @@ def test_teacher_rationales_end_in_the_gold_and_verify():
         wrong = write_completion(row, entry, "wrong", random.Random(raw["id"]))
         assert not score(wrong, row.answer, row.answer_type, row.choices).correct
     assert cot_response("x", "1").endswith("### Answer: 1")
+
+
+def test_each_digit_is_drawn_in_its_ink_colour():
+    import numpy as np
+
+    for i in range(20):
+        rec = digits.make_record("train", i)
+        pixels = np.asarray(Image.open(io.BytesIO(rec["image"])).convert("RGB")).reshape(-1, 3).astype(int)
+        n = len(rec["_annotation"]["digits"])
+        for color in digit_tasks.INK_COLORS[:n]:
+            target = np.array(digits.INK_RGB[color])
+            assert (np.abs(pixels - target).sum(1) < 40).any(), (i, color)
+        for color in digit_tasks.INK_COLORS[n:]:
+            target = np.array(digits.INK_RGB[color])
+            assert not (np.abs(pixels - target).sum(1) < 40).any(), (i, color)
