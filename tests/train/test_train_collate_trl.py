@@ -60,6 +60,24 @@ def test_shared_prompt_equals_full_sequences(model_and_encoder):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
 
 
+def test_response_logps_equal_the_pair_path(model_and_encoder):
+    """The verifier's per-chain log-probs (one row per response, images in row order) equal the DPO path's."""
+    from conftest import make_pairs
+
+    from reasoner_ray.train.reference import response_logps
+
+    model, encoder = model_and_encoder
+    examples = preference_examples(make_pairs(3))  # three questions with different images
+    batch = collate_pairs(encoder, examples, max_length=512)
+    with torch.no_grad():
+        chosen, rejected = pair_logps(model, batch, encoder.pad_id, share_prompt=False)
+    items = [(ex, ex[key]) for ex in examples for key in ("chosen", "rejected")]
+    got = response_logps(model, encoder, items, max_length=512, batch_size=4)  # batches cut across questions
+    want = [v for pair in zip(chosen.tolist(), rejected.tolist()) for v in pair]
+    torch.testing.assert_close(torch.tensor([lp for lp, _ in got]), torch.tensor(want), atol=1e-4, rtol=1e-5)
+    assert all(n > 0 for _, n in got)
+
+
 def _perturbed_copy(path: str, out) -> str:
     """A reference model that differs from the policy, so rewards are not all zero."""
     from reasoner_ray.models.loading import load_model_and_processor

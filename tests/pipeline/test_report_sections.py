@@ -1,0 +1,57 @@
+"""The report's sections from a hand-made manifest: groups, DPO metrics, verifier; the ablation table and configs."""
+
+import json
+
+from reasoner_ray.core.config import build_config
+from reasoner_ray.core.rundir import Manifest
+from reasoner_ray.pipeline.ablation import VARIANTS, VariantResult, ablation_table, variant_config
+from reasoner_ray.pipeline.report import dpo_table, group_table, verifier_table, write_report
+
+
+def acc(a, se=0.01, n=100):
+    return {"n": n, "accuracy": a, "stderr": se}
+
+
+def manifest(tmp_path):
+    m = Manifest()
+    summary = {"cot": {"all": acc(0.5), "multi_step": acc(0.4, n=60)}, "direct": {"all": acc(0.3), "multi_step": acc(0.1, n=60)}}
+    m.record("eval_sft", 100, 200, 1.0, cot=acc(0.5), direct=acc(0.3), summary=summary)
+    m.record("r1/pairs", 800, 120, 1.0)
+    metrics = tmp_path / "dpo.jsonl"
+    metrics.write_text("".join(json.dumps({"step": s, "rewards/chosen": 0.1 * s, "rewards/rejected": -0.1 * s,
+                                           "rewards/margins": 0.2 * s, "rewards/accuracies": 0.5, "loss": 0.6}) + "\n"
+                               for s in range(1, 11)))
+    m.record("r1/dpo", 120, 10, 1.0, metrics_path=str(metrics))
+    m.record("r1/eval", 100, 200, 1.0, cot=acc(0.55), direct=acc(0.3), summary=summary)
+    verify = {meth: {**acc(v), "vs_majority": v - 0.5, "vs_majority_stderr": 0.02}
+              for meth, v in (("first_sample", 0.45), ("majority", 0.5), ("best_of_n_sum", 0.56),
+                              ("best_of_n_mean", 0.52), ("weighted_vote", 0.54), ("oracle", 0.8))}
+    m.record("r1/verify", 100, 800, 1.0, summary=verify)
+    return m
+
+
+def test_group_dpo_and_verifier_tables(tmp_path):
+    m = manifest(tmp_path)
+    groups = group_table(m, 1)
+    assert "| all | 100 | 50.0 ± 1.0 | 30.0 ± 1.0 | 50.0 ± 1.0 | 30.0 ± 1.0 |" in groups
+    assert "| multi_step | 60 | 40.0 ± 1.0 | 10.0 ± 1.0 |" in groups
+    # mean of the last 5 steps (6..10): chosen 0.8, rejected -0.8, margins 1.6
+    assert "| 1 | 120 | 10 | 0.800 | -0.800 | 1.600 | 0.500 | 0.600 |" in dpo_table(m, 1)
+    verifier = verifier_table(m, 1)
+    assert "| 1 | greedy | 55.0 ± 1.0 | - |" in verifier
+    assert "| 1 | best_of_n_sum | 56.0 ± 1.0 | +6.0 ± 2.0 |" in verifier
+    path = write_report(m, 1, tmp_path / "report", "t")
+    text = path.read_text()
+    assert "## Accuracy by group" in text and "## The DPO model as a verifier" in text
+
+
+def test_ablation_configs_and_table(tmp_path):
+    config = build_config({"run": {"dir": str(tmp_path / "run")}, "rounds": 2})
+    cfgs = {v: variant_config(config, v) for v in VARIANTS}
+    assert cfgs["direct_only"].sft.include_cot is False and cfgs["direct_only"].sft.include_direct is True
+    assert cfgs["cot_only"].sft.include_direct is False
+    assert all(c.rounds == 0 for c in cfgs.values())
+    assert len({c.run.dir for c in cfgs.values()}) == 3
+    assert len({c.distill.cache_dir for c in cfgs.values()}) == 1  # one teacher cache for the three
+    result = VariantResult("mixture", {"cot": {"all": acc(0.6)}, "direct": {"all": acc(0.2)}}, {"all": acc(0.61)})
+    assert "| mixture | all | 100 | 60.0 ± 1.0 | 61.0 ± 1.0 | 20.0 ± 1.0 |" in ablation_table([result])
