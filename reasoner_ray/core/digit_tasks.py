@@ -141,6 +141,8 @@ def rationale(kind_name: str, digits: list[int], k: int, answer: str, rng: rando
     parts += kind.steps(digits, k)
     if kind.name == "sum_even":
         parts.append(rng.choice(PARITY))
+    if kind.answer_type == "multiple_choice":  # the step from the sum to the option that shows it
+        parts.append(f"{kind.answer(digits, k)} is option {answer}.")
     parts.append(rng.choice(CONCLUDE).format(answer=answer))
     return " ".join(parts)
 
@@ -164,5 +166,6 @@ def corpus_sentences() -> list[str]:
     out += [f"{a} x {b} = {a * b}." for a in range(10) for b in range(10)]
     out += [f"{a} - {b} = {a - b}." for a in range(10) for b in range(a + 1)]
     out += [f"{d} is greater than {k}. {d} is not greater than {k}." for d in range(10) for k in range(10)]
-    out += [t.format(answer=a) for t in CONCLUDE for a in range(82)] + list(PARITY)
+    out += [t.format(answer=a) for t in CONCLUDE for a in [*range(82), "A", "B", "C", "D"]] + list(PARITY)
+    out += [f"{a} is option {letter}." for a in range(37) for letter in "ABCD"]
     return out

@@ -7,6 +7,7 @@ N sampled CoT chains of one question this module compares ways of turning the ch
 - `best_of_n_sum`: the chain with the highest summed reward;
 - `best_of_n_mean`: the highest reward per response token (long chains are not favoured for being long);
 - `weighted_vote`: every parsed answer gets the sum of softmax(rewards) of its chains; the largest wins;
+- `likelihood`: the chain the policy itself finds likeliest per token (no reference: shows what the reward adds);
 - `oracle`: 1 if any chain is correct (the ceiling any selection can reach);
 - `first_sample`: the first chain alone (what one sample scores, for scale).
 
@@ -87,11 +88,12 @@ def select(chains: list[Chain], beta: float) -> dict[str, float]:
         "best_of_n_sum": _best(chains, lambda c: c.reward(beta)),
         "best_of_n_mean": _best(chains, lambda c: c.reward_per_token(beta)),
         "weighted_vote": _vote(chains, lambda c: weights[c.sample_index]),
+        "likelihood": _best(chains, lambda c: c.policy_logp / max(1, c.tokens)),
         "oracle": max(c.value for c in chains),
     }
 
 
-METHODS = ("first_sample", "majority", "best_of_n_sum", "best_of_n_mean", "weighted_vote", "oracle")
+METHODS = ("first_sample", "majority", "best_of_n_sum", "best_of_n_mean", "weighted_vote", "likelihood", "oracle")
 
 
 def evaluate(chains: Iterable[Chain], beta: float, groups_of: Callable[[str], Iterable[str]]) -> dict[str, dict]:

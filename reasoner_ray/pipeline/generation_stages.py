@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 from reasoner_ray.core.config import Config, DataSource
@@ -57,7 +58,9 @@ def _generate(config: Config, model_path: str, source: DataSource, plan, out: Pa
                           config.rollout.batch_size, gpus_per_engine=gpus)
     # Writing takes no CPU slot: with one engine per core the engines hold every CPU of the node, and a write
     # task waiting for one would stall the stage.
-    ds.write_parquet(str(out), ray_remote_args={"num_cpus": 0})
+    with warnings.catch_warnings():  # Ray 2.60's write_parquet has no named CPU parameter to use instead yet
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        ds.write_parquet(str(out), ray_remote_args={"num_cpus": 0})
     return n_questions, _parquet_rows(out)
 
 

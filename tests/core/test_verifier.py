@@ -38,6 +38,7 @@ def test_per_token_reward_does_not_favour_length():
     short_wrong = chain(1, "5", 0.0, -5.0, -10.0, tokens=10)    # reward 0.5, 0.05 per token
     got = select([long_right, short_wrong], beta=0.1)
     assert got["best_of_n_sum"] == 1.0 and got["best_of_n_mean"] == 0.0
+    assert got["likelihood"] == 1.0  # policy log-prob per token: -40/100 = -0.4 beats -5/10 = -0.5
 
 
 def test_ties_go_to_the_first_sample():

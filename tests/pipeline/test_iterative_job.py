@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.slow]
 # Small enough for CI, big enough that SFT learns the answer format and yes/no questions give pairs.
 TINY = ["data.train.limit=1000", "sft.epochs=1", "rollout.limit=24", "rollout.samples_per_temperature=2",
         "rollout.max_tokens=64", "data.eval.limit=24", "eval.max_tokens=64", "rounds=1", "dpo.global_batch_size=4",
-        "train.log_every_steps=1", "pairs.accuracy_band=[0.0,1.0]", "rollout.kv_cache_gib=1"]
+        "train.log_every_steps=1", "pairs.accuracy_band=[0.0,1.0]", "rollout.kv_cache_gib=1", "eval.samples=2"]
 JOB = [sys.executable, "jobs/iterative_dpo.py", "--config", "configs/quickstart.yaml"]
 
 
@@ -75,12 +75,14 @@ def submitted_run(tmp_path_factory):
 def test_job_submit_runs_the_whole_pipeline(submitted_run):
     run_dir, stdout = submitted_run
     counts = _counts(run_dir)
-    expected = ["distill", "sft", "eval_sft"] + [f"r1/{s}" for s in ("rollouts", "rewards", "pairs", "reference", "dpo", "eval")]
+    expected = ["distill", "sft", "eval_sft"] + [f"r1/{s}" for s in ("rollouts", "rewards", "pairs", "reference", "dpo", "eval",
+                                                                   "verify")]
     assert list(counts) == expected
     assert counts["distill"] == (1000, 1000)  # the stand-in teacher answers right unless told otherwise
     assert counts["r1/rollouts"] == (24, 24 * 4) and counts["r1/rewards"] == (96, 96)
     assert counts["r1/pairs"][1] > 0, "SFT should learn enough for some pairs"
     assert counts["r1/reference"][1] == counts["r1/pairs"][1] == counts["r1/dpo"][0]
+    assert counts["r1/verify"] == (24, 24 * 2)  # the DPO model ranks 2 sampled chains per evaluation question
     assert "| round | pairs | CoT acc. (%)" in stdout and "report: " in stdout
     report = run_dir / "report" / "output" / "report.md"
     assert report.is_file() and (run_dir / "report" / "output" / "accuracy.png").is_file()
