@@ -166,6 +166,5 @@ def corpus_sentences() -> list[str]:
     out += [f"{a} x {b} = {a * b}." for a in range(10) for b in range(10)]
     out += [f"{a} - {b} = {a - b}." for a in range(10) for b in range(a + 1)]
     out += [f"{d} is greater than {k}. {d} is not greater than {k}." for d in range(10) for k in range(10)]
-    out += [t.format(answer=a) for t in CONCLUDE for a in [*range(82), "A", "B", "C", "D"]] + list(PARITY)
-    out += [f"{a} is option {letter}." for a in range(37) for letter in "ABCD"]
+    out += [t.format(answer=a) for t in CONCLUDE for a in range(82)] + list(PARITY)
     return out
