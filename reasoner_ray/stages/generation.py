@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -96,14 +97,16 @@ def generate_dataset(questions, settings, plan: GenerationPlan, num_engines: int
     # blocks than engines leaves engines idle), and a repartition task queued behind engines that hold every CPU
     # of the node would never run.
     blocks = max(num_engines, -(-questions.count() // batch_size))
-    return questions.repartition(blocks).materialize().map_batches(
-        GenerationActor,
-        fn_constructor_kwargs={"settings": settings, "plan": plan, "num_engines": num_engines},
-        batch_size=batch_size,
-        batch_format="numpy",
-        concurrency=num_engines,
-        num_cpus=1,
-        num_gpus=gpus_per_engine,
-        max_restarts=-1,
-        max_task_retries=-1,
-    )
+    with warnings.catch_warnings():  # Ray 2.60 names no parameter for actor restarts yet; these still apply
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return questions.repartition(blocks).materialize().map_batches(
+            GenerationActor,
+            fn_constructor_kwargs={"settings": settings, "plan": plan, "num_engines": num_engines},
+            batch_size=batch_size,
+            batch_format="numpy",
+            concurrency=num_engines,
+            num_cpus=1,
+            num_gpus=gpus_per_engine,
+            max_restarts=-1,
+            max_task_retries=-1,
+        )
