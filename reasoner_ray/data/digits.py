@@ -108,7 +108,6 @@ def make_record(split: str, i: int) -> dict[str, Any]:
 
 
 def read_digits(source: DataSource) -> Iterator[dict[str, Any]]:
-    size = SPLIT_SIZES[source.split] if source.split in SPLIT_SIZES else 0
     pool(source.split)  # fails early, naming the split, if it is not one of the digits splits
-    for i in range(size):
+    for i in range(SPLIT_SIZES[source.split]):
         yield make_record(source.split, i)

@@ -2,7 +2,8 @@
 
 For every evaluation question it samples `eval.samples` CoT chains from the round's policy (vLLM actors, as
 rollouts do), scores each against the gold (reward stage), computes each chain's log-prob under the policy and
-under the DPO reference (transformers, no gradients), and compares greedy decoding, majority voting,
+under the DPO reference (transformers, no gradients; chains that could not be scored are left out and
+counted), and compares greedy decoding, majority voting,
 best-of-N by the implicit reward and reward-weighted voting (reasoner_ray.core.verifier).
 
 Output: `generated/` and `scored/` (Parquet), `chains.parquet` (one row per chain with both log-probs) and
@@ -30,6 +31,7 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int) 
         import ray
 
         from reasoner_ray.core import verifier
+        from reasoner_ray.core.metrics import UNSCORED_REASONS
         from reasoner_ray.core.prompts import prompt_messages
         from reasoner_ray.data.readers import iter_rows
         from reasoner_ray.pipeline.generation_stages import _generate, _read_table
@@ -42,9 +44,12 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int) 
         n_q, _ = _generate(config, policy, config.data.eval, plan, io.output / "generated")
         ray.data.read_parquet(str(io.output / "generated")).map_batches(score_batch, batch_format="pandas",
                                                                         num_cpus=0.5).write_parquet(str(io.output / "scored"))
-        cols = ["question_id", "sample_index", "text", "parsed", "value", "answer_type", "tags"]
-        records = sorted(_read_table(io.output / "scored", cols).to_pylist(),
+        cols = ["question_id", "sample_index", "text", "parsed", "value", "reason", "answer_type", "tags"]
+        scored = _read_table(io.output / "scored", cols).to_pylist()
+        # A chain that could not be scored (unreadable gold, a math check that timed out) is no label: left out.
+        records = sorted((r for r in scored if r["reason"] not in UNSCORED_REASONS),
                          key=lambda r: (r["question_id"], r["sample_index"]))
+        unscored = len(scored) - len(records)
         rows = {row.id: row for row in iter_rows(config.data.eval, check_image=False)}
         items = [({"image": rows[r["question_id"]].image, "messages": prompt_messages(rows[r["question_id"]], "cot")},
                   r["text"]) for r in records]
@@ -59,7 +64,8 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int) 
         (io.output / VERIFY_SUMMARY).write_text(json.dumps(summary, indent=2))
         top = summary["all"]
         log.info("verify r%d: %s", round_index, ", ".join(f"{m} {100 * top[m]['accuracy']:.1f}" for m in verifier.METHODS))
-        return StageCounts(n_q, len(chains), {"summary": {m: top[m] for m in verifier.METHODS}})
+        return StageCounts(n_q, len(chains), {"summary": {m: top[m] for m in verifier.METHODS},
+                                              "unscored_chains": unscored})
 
     return run
 
