@@ -26,6 +26,27 @@ def _project_dir(name: str) -> str:
     return str(root / name)
 
 
+def fit_global_batch(config: Config, stage: str, n_examples: int) -> tuple[Config, int]:
+    """(config, global batch): a stage with fewer examples (x epochs) than one global batch trains one step on
+    what there is, cut to a multiple of workers x accumulation, instead of failing (a strong policy in a small
+    round leaves few pairs). Fewer examples than that multiple cannot be spread over the workers: an error."""
+    from reasoner_ray.train.steps import stage_settings
+
+    settings = stage_settings(config, stage)
+    gbs, passes = settings["global_batch_size"], int(n_examples * settings["epochs"])
+    if passes >= gbs or n_examples == 0:
+        return config, gbs
+    unit = config.train.num_workers * config.train.gradient_accumulation_steps
+    fitted = passes // unit * unit
+    if fitted == 0:
+        raise ValueError(f"[{stage}] {n_examples} examples cannot be spread over {config.train.num_workers} workers x "
+                         f"{config.train.gradient_accumulation_steps} accumulation steps")
+    log.warning("[%s] %d examples x %s epochs is less than one global batch of %d: training one step of %d instead",
+                stage, n_examples, settings["epochs"], gbs, fitted)
+    section = getattr(config, stage).model_copy(update={"global_batch_size": fitted})
+    return config.model_copy(update={stage: section}), fitted
+
+
 def run_training(config: Config, stage: str, model_path: str, examples: list[dict[str, Any]], out_dir: str,
                  counts: Counter) -> TrainResult:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -40,11 +61,13 @@ def run_training(config: Config, stage: str, model_path: str, examples: list[dic
     if Path(model_path).exists():  # workers run in another working directory
         model_path = str(Path(model_path).resolve())
     out.mkdir(parents=True, exist_ok=True)
+    config, gbs = fit_global_batch(config, stage, len(examples))
     settings = stage_settings(config, stage)
-    gbs = settings["global_batch_size"]
     order = sample_order(len(examples), settings["epochs"], gbs, config.run.seed)
     total_steps = len(order) // gbs
-    counts = Counter(counts, examples_used=len(examples))
+    # The last partial global batch is not trained (every step has the same size); counted, not hidden.
+    counts = Counter(counts, examples_used=len(examples),
+                     example_passes_not_trained=int(len(examples) * settings["epochs"]) - len(order))
     log.info("[%s] %d examples, %d steps of %d, %d workers, ZeRO-%d; counts %s", stage, len(examples), total_steps,
              gbs, config.train.num_workers, config.train.zero_stage, dict(counts))
     extensions = os.environ.setdefault("TORCH_EXTENSIONS_DIR", _project_dir(".cache/torch_extensions"))

@@ -126,3 +126,17 @@ def test_lora_keeps_the_configured_vision_and_projector_training(tiny_qwen2_vl, 
     assert f"trainable parameters per part: {counts}" in caplog.text  # counted after the adapter, not before
     groups = param_groups(model, lr=1e-4, vision_lr=1e-6, weight_decay=0.0)
     assert [g["lr"] for g in groups] == [1e-4, 1e-6] and sum(p.numel() for p in groups[1]["params"]) == counts["vision"]
+
+
+def test_fewer_examples_than_a_global_batch_train_one_smaller_step():
+    from reasoner_ray.core.config import build_config
+    from reasoner_ray.train.runner import fit_global_batch
+
+    config = build_config({}, ["train.num_workers=2", "dpo.global_batch_size=8", "dpo.epochs=1"])
+    same, gbs = fit_global_batch(config, "dpo", 20)
+    assert same is config and gbs == 8
+    fitted, gbs = fit_global_batch(config, "dpo", 7)  # 7 pairs, 2 workers: one step of 6
+    assert gbs == 6 and fitted.dpo.global_batch_size == 6 and config.dpo.global_batch_size == 8
+    assert fit_global_batch(config, "dpo", 3)[1] == 2
+    with pytest.raises(ValueError, match="cannot be spread over 2 workers"):
+        fit_global_batch(config, "dpo", 1)
