@@ -13,12 +13,15 @@ import os
 from reasoner_ray.engines.vllm_env import project_dirs
 
 
-# Ray's own chatter that says nothing a user can act on. Ray Train's placement-group cleaner warns every poll
-# when the state API is off (no dashboard in-process); Ray Data logs each dataset's start and end at INFO.
+# Chatter that says nothing a user can act on. Ray Train's placement-group cleaner warns every poll when the
+# state API is off (no dashboard in-process); Ray Data logs each dataset's start and end at INFO.
 # Their full logs stay in Ray's session folder (<tmp>/ray/session_*/logs).
 QUIET_LOGGERS = {
     "ray.train.v2._internal.execution.controller.placement_group_cleaner": logging.ERROR,
     "ray.data": logging.WARNING,
+    # vLLM's CPU worker replaces torch.set_num_threads with a warning, and every tokenizer/processor call that
+    # sets threads then logs it: 8,098 identical lines in one quickstart. The engine's cores are pinned anyway.
+    "vllm.v1.worker.cpu_worker": logging.ERROR,
 }
 
 
