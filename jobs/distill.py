@@ -3,7 +3,8 @@
 Run:   python jobs/distill.py --config configs/quickstart.yaml [--out <folder>] [teacher.base_url=...] ...
 With a real teacher:  TEACHER_API_KEY=... python jobs/distill.py --config configs/quickstart.yaml \
            teacher.base_url=https://api.openai.com/v1 teacher.model=gpt-4o-2024-05-13 teacher.start_local=false
-Output goes to <run.dir>/distill unless `--out` is given; see README.md (Distillation) for the layout.
+Output goes to <run.dir>/distill unless `--out` is given; see README.md (Distillation) for the layout. Exits 1
+when more than distill.max_failed_fraction of the rows got no teacher answer, or none was verified.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import parse_config, setup_logging  # noqa: E402
+from reasoner_ray.cli import parse_config, run_guarded, setup_logging  # noqa: E402
 
 log = logging.getLogger("distill")
 
@@ -28,12 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--out", default=None)
     known, rest = pre.parse_known_args(argv)
     config = parse_config(rest, __doc__.splitlines()[0])
-    from reasoner_ray.distill import run_distillation
+    return run_guarded(lambda: _run(config, known.out or os.path.join(config.run.dir, "distill")))
 
-    out_dir = known.out or os.path.join(config.run.dir, "distill")
+
+def _run(config, out_dir: str) -> int:
+    from reasoner_ray.distill import check_outcome, run_distillation
+
     result = run_distillation(config, out_dir)
     print(f"input {result.input_rows}  verified {result.verified}  rejected {result.rejected} "
           f"{result.rejected_by_reason}\nsummary: {result.paths['summary.json']}")
+    check_outcome(result, config.distill.max_failed_fraction)  # exit 1 when the output is not usable
     return 0
 
 

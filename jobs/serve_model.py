@@ -1,6 +1,6 @@
 """Serve a model folder locally behind the OpenAI-compatible endpoint and block until Ctrl-C.
 
-    REASONER_API_KEYS=sk-local python jobs/serve_model.py serve.model_path=runs/quickstart/round_1/model
+    REASONER_API_KEYS=sk-local python jobs/serve_model.py serve.model_path=runs/quickstart/rounds/r2/dpo/output/model
     python jobs/serve_model.py --config configs/quickstart.yaml serve.port=8011
 
 With no `serve.model_path`, the model the config resolves to (the tiny model on the quickstart) is served.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import parse_config, setup_logging  # noqa: E402
+from reasoner_ray.cli import parse_config, run_guarded, setup_logging  # noqa: E402
 
 log = logging.getLogger("serve_model")
 
@@ -24,6 +24,10 @@ log = logging.getLogger("serve_model")
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = parse_config(argv, __doc__.splitlines()[0])
+    return run_guarded(lambda: _serve(config))
+
+
+def _serve(config) -> int:
     from reasoner_ray.models.loading import resolve_model_path
     from reasoner_ray.ray_utils import init_ray
     from serve.local import start_local

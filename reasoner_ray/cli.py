@@ -1,13 +1,21 @@
-"""Command-line plumbing shared by the entry scripts in jobs/: `--config FILE` plus `key=value` overrides."""
+"""Command-line plumbing shared by the entry scripts in jobs/: `--config FILE` plus `key=value` overrides, the
+driver log in the run directory, and `run_guarded`: one line per failure on the console, the traceback in the
+log file, the exit code of the failure (README.md (Resuming))."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 
 from reasoner_ray.core.config import Config, ConfigError, load_config
+from reasoner_ray.core.errors import JobError, one_line, root_cause
+
+INTERRUPTED = 130  # the shell's code for a job stopped by Ctrl-C
+_failure_log = logging.getLogger("reasoner_ray.failure")  # the log file only (see log_to_run_dir)
+_failure_log.propagate = False
 
 
 def parse_job_args(argv: list[str] | None, description: str,
@@ -35,16 +43,35 @@ def setup_logging(level: int = logging.INFO) -> None:
     )
 
 
-def log_to_run_dir(run_dir: str) -> str | None:
-    """Also write the driver's log to <run dir>/logs/driver.log (local run directories; Ray's own logs stay in
-    its session folder). Returns the file's path, or None for a URI run directory."""
-    from pathlib import Path
+def log_to_run_dir(run_dir: str) -> str:
+    """Also write the driver's log, and the traceback of a failure, to <run dir>/logs/driver.log (for a URI run
+    directory, its local mirror; Ray's own logs stay in its session folder). Returns the file's path."""
+    from reasoner_ray.storage import RunDir
 
-    if "://" in run_dir:
-        return None
-    path = Path(run_dir) / "logs" / "driver.log"
+    path = RunDir(run_dir).root / "logs" / "driver.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+    _failure_log.handlers = [handler]
     return str(path)
+
+
+def run_guarded(body: Callable[[], int], log_path: str | None = None) -> int:
+    """Run a job's body. A failure prints one line, `error: <what failed, why, what to do>`, to stderr, writes its
+    traceback to the log file only, and returns its exit code (1 a stage failed, 2 a setting is wrong, 3 the run
+    directory is in use, 130 interrupted)."""
+    try:
+        return body()
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - every failure becomes one line and an exit code
+        if _failure_log.handlers:
+            _failure_log.error("job failed", exc_info=err)
+        else:  # no run directory to keep it in
+            traceback.print_exception(err, file=sys.stderr)
+        for_people = isinstance(root_cause(err), JobError)  # a message that already says what to do
+        details = f" (traceback in {log_path})" if log_path and not for_people else ""
+        print(f"error: {one_line(err)}{details}", file=sys.stderr, flush=True)
+        return err.exit_code if isinstance(err, JobError) else 1

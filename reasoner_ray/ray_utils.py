@@ -22,6 +22,9 @@ QUIET_LOGGERS = {
     # vLLM's CPU worker replaces torch.set_num_threads with a warning, and every tokenizer/processor call that
     # sets threads then logs it: 8,098 identical lines in one quickstart. The engine's cores are pinned anyway.
     "vllm.v1.worker.cpu_worker": logging.ERROR,
+    # openai's HTTP transport logs every request at INFO (the teacher preflight's one request included).
+    "httpx": logging.WARNING,
+    "httpx2": logging.WARNING,
 }
 
 

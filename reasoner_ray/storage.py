@@ -88,6 +88,12 @@ class RunDir:
         if self.fs is not None:
             self._push(stage_dir(stage))
 
+    def reset(self, stage: str) -> None:
+        """Delete a stage's folder, output and work, here and (URI) in the remote run directory."""
+        shutil.rmtree(self.path(stage), ignore_errors=True)
+        if self.fs is not None:
+            self.fs.delete_dir_contents(self._remote(stage_dir(stage)), missing_dir_ok=True)
+
     def ensure_local(self, stage: str) -> None:
         """Make a completed stage's output available locally (after a restart on another node)."""
         if self.fs is not None and not self.output(stage).exists():

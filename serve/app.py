@@ -1,7 +1,7 @@
 """The typed Ray Serve app builder: `serve.app:build_app` is the one import path for every way of running it.
 
-    serve run serve.app:build_app model_path=runs/quickstart/round_1/model           # local, foreground
-    serve deploy serve/serve_config.yaml                                            # a running Ray cluster
+    serve run serve.app:build_app model_path=runs/quickstart/rounds/r2/dpo/output/model   # local, foreground
+    serve deploy serve/serve_config.yaml                                                    # a running Ray cluster
     KubeRay RayService serveConfigV2: import_path: serve.app:build_app, args: {model_path: ...}
 
 The args are ServeConfig's fields (reasoner_ray/core/config.py, section `serve`), validated strictly: an

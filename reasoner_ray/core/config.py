@@ -99,6 +99,9 @@ class DistillConfig(_Section):
     actor_num_cpus: float = 0.25  # the actors mostly wait on the network; 1 CPU each would starve a small node
     progress_every_s: float = 5.0
     ray_progress_bars: bool = False
+    # The stage fails (and a rerun re-sends just those rows) when more than this fraction of rows got no answer
+    # for transport reasons (connection, timeout, rate limit, 5xx, unreadable body) after all retries.
+    max_failed_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
 
 
 class TrainConfig(_Section):

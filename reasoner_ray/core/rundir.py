@@ -1,8 +1,11 @@
 """The run directory: one map from stage to folder, and the manifest of completed stages.
 
     <run dir>/
-      manifest.json                 completed stages with input/output counts, seconds, extras
-      config.yaml                   the config the run was started with
+      manifest.json                 completed stages with input/output counts, seconds, extras and the config
+                                    values each one depended on (core/stage_inputs.py)
+      config.json                   the config of the latest invocation
+      .lock                         held (flock) by the job running on this directory, if any
+      logs/driver.log               the driver's log, with the traceback of any failure
       distill/                      teacher rationales (SFT rows), rejected rows, accounting
       sft/                          SFT checkpoints and export/
       eval/sft/                     evaluation of the SFT model
@@ -50,18 +53,27 @@ class StageRecord(BaseModel):
     seconds: float
     finished_at: float = Field(default_factory=time.time)
     extra: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)  # stage_inputs() when the stage completed
 
 
 class Manifest(BaseModel):
     """Completed stages in completion order. Written after a stage's output is complete, never before."""
 
-    config_hash: str = ""
     stages: dict[str, StageRecord] = Field(default_factory=dict)
 
     def done(self, stage: str) -> bool:
         return stage in self.stages
 
-    def record(self, stage: str, inputs: int, outputs: int, seconds: float, **extra: Any) -> StageRecord:
-        rec = StageRecord(inputs=inputs, outputs=outputs, seconds=seconds, extra=extra)
+    def record(self, stage: str, inputs: int, outputs: int, seconds: float, config: dict[str, Any] | None = None,
+               **extra: Any) -> StageRecord:
+        rec = StageRecord(inputs=inputs, outputs=outputs, seconds=seconds, extra=extra, config=config or {})
         self.stages[stage] = rec
         return rec
+
+    def forget_from(self, stage: str) -> list[str]:
+        """Drop `stage` and every stage completed after it (they were built on it); returns the dropped names."""
+        names = list(self.stages)
+        dropped = names[names.index(stage):] if stage in self.stages else []
+        for name in dropped:
+            del self.stages[name]
+        return dropped

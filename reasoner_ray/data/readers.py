@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import logging
 from collections import Counter
@@ -284,3 +285,24 @@ def iter_rows(source: DataSource, bad: Counter | None = None, check_image: bool 
         log_rejected(checked)
         if bad is not None:
             bad[checked.reason] += 1
+
+
+class NoGoodRow(ValueError):
+    """A source whose first records hold no valid row; the message counts the reasons."""
+
+
+def first_good_row(source: DataSource, scan: int = 1000) -> VQARow:
+    """The source's first valid row, looking at no more than `scan` records (a preflight check, not a read)."""
+    reasons: Counter = Counter()
+    first_bad: Checked | None = None
+    for checked in itertools.islice(iter_checked(source), scan):
+        if checked.row is not None:
+            return checked.row
+        reasons[checked.reason] += 1
+        first_bad = first_bad or checked
+    if first_bad is None:
+        raise NoGoodRow("it holds no records")
+    counts = ", ".join(f"{reason} {n}" for reason, n in reasons.most_common())
+    example = f"{first_bad.id}: {first_bad.reason}" + (f" ({first_bad.detail[:200]})" if first_bad.detail else "")
+    which = "its" if sum(reasons.values()) < scan else f"its first {scan}"
+    raise NoGoodRow(f"none of {which} records is a valid row ({counts}; first: {example})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,10 @@ FAILURE_REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (openai.APIStatusError, "teacher_request_refused"),  # 4xx other than 429: retrying cannot help
 )
 RETRYABLE_STATUS = {408, 409, 429}
+# Reasons that say the request never got a usable answer (the teacher or the network failed, not the row): rows
+# rejected for these are not cached, and a rerun sends them again (distill.max_failed_fraction bounds them).
+TRANSPORT_REASONS = frozenset({"teacher_timeout", "teacher_connection_error", "teacher_rate_limited",
+                               "teacher_server_error", "teacher_bad_response"})
 
 
 @dataclass
@@ -57,6 +62,17 @@ class CallResult:
     attempts: int = 0
     error: str | None = None  # reason tag when the call finally failed
     detail: str = ""
+    status: int | None = None  # HTTP status of the final failure, when the server answered
+
+    def to_cache(self, key: str, model: str) -> dict[str, Any]:
+        """The response cache's record of a successful call."""
+        return {"key": key, "model": model, "text": self.text, "finish_reason": self.finish_reason,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+    @classmethod
+    def from_cache(cls, hit: dict[str, Any]) -> "CallResult":
+        return cls(text=hit.get("text"), finish_reason=hit.get("finish_reason"),
+                   prompt_tokens=hit.get("prompt_tokens", 0), completion_tokens=hit.get("completion_tokens", 0))
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -86,8 +102,27 @@ def retry_after_s(exc: BaseException | None) -> float | None:
         return None
 
 
+def _refusal(exc: BaseException) -> BaseException | None:
+    """The refused or unresolvable connection in the chain, if any. The aiohttp transport reports a refused port
+    as `httpx.ConnectTimeout`, which openai turns into APITimeoutError; the OS error under it says which."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionError, socket.gaierror)):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def failure_reason(exc: BaseException) -> str:
+    if _refusal(exc) is not None:
+        return "teacher_connection_error"
     return next((reason for cls, reason in FAILURE_REASONS if isinstance(exc, cls)), "teacher_bad_response")
+
+
+def failure_detail(exc: BaseException) -> str:
+    shown = _refusal(exc) or exc
+    return f"{type(shown).__name__}: {str(shown)[:300]}"
 
 
 def estimate_tokens(messages: list[dict[str, Any]], max_tokens: int) -> int:
@@ -146,7 +181,8 @@ class TeacherCaller:
                     result.attempts += 1
                     response = await self._once(messages)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded reason, never a crash
-            result.error, result.detail = failure_reason(exc), f"{type(exc).__name__}: {str(exc)[:300]}"
+            result.error, result.detail = failure_reason(exc), failure_detail(exc)
+            result.status = getattr(exc, "status_code", None)
             return result
         choice = response.choices[0] if response.choices else None
         result.text = choice.message.content if choice is not None else None

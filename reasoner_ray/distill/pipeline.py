@@ -24,8 +24,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from reasoner_ray.core.config import Config
+from reasoner_ray.core.errors import JobError
 from reasoner_ray.distill.cache import ResponseCache
-from reasoner_ray.distill.client import CallSettings
+from reasoner_ray.distill.client import TRANSPORT_REASONS, CallSettings
+from reasoner_ray.distill.preflight import check_teacher
 from reasoner_ray.distill.output import OutputWriter, Tally
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,11 @@ class DistillResult:
     @property
     def rejected(self) -> int:
         return sum(self.rejected_by_reason.values())
+
+    @property
+    def transport_failures(self) -> dict[str, int]:
+        """Rows that got no usable answer for transport reasons (not cached: a rerun sends them again)."""
+        return {r: n for r, n in sorted(self.rejected_by_reason.items()) if r in TRANSPORT_REASONS}
 
     def sft_paths(self, style: str) -> list[str]:
         return sorted(p for name, p in self.paths.items() if name.startswith("sft/") and name.endswith(f"/{style}.none.jsonl"))
@@ -98,6 +105,29 @@ def _teacher_records(config: Config, settings: CallSettings):
     )
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def check_outcome(result: DistillResult, max_failed_fraction: float) -> None:
+    """Raise JobError when the result is not usable: too many rows without a teacher answer, or no verified row."""
+    failed = result.transport_failures
+    n_failed = sum(failed.values())
+    if n_failed > max_failed_fraction * result.input_rows:
+        raise JobError(
+            f"{n_failed} of {result.input_rows} rows got no answer from the teacher ({_counts(failed)}), more than "
+            f"distill.max_failed_fraction={max_failed_fraction:g} allows. The other rows' answers are cached: fix the "
+            f"teacher (or wait for it), then run the same command again; only those {n_failed} rows are sent again")
+    if result.verified == 0:
+        if result.input_rows == 0:
+            raise JobError("no verified rows, so there is nothing to train on: data.train gave no rows")
+        why = f"all {result.input_rows} rows were rejected ({_counts(result.rejected_by_reason)}; see {result.out_dir}/rejected.jsonl)"
+        if {"wrong_answer", "unparsed"} & set(result.rejected_by_reason):
+            why += ("; the teacher's final answers disagreed with the annotations or had no `### Answer:` line: check "
+                    "teacher.model, teacher.max_tokens (a cut-off answer is unparsed) and the data's answers")
+        raise JobError(f"no verified rows, so there is nothing to train on: {why}")
+
+
 def _progress_line(tally: Tally) -> str:
     return (f"distill: {tally.input_rows} rows ({tally.rate():.1f} rows/s) verified {tally.verified} "
             f"rejected {sum(tally.rejected.values())} cached {tally.cached} retries {tally.retries} "
@@ -122,6 +152,7 @@ def run_distillation(config: Config, out_dir: str) -> DistillResult:
     try:
         with ExitStack() as stack:
             _maybe_start_local_teacher(config, stack)
+            check_teacher(config, settings, cache_dir(config))
             last = time.monotonic()
             for batch in _teacher_records(config, settings).iter_batches(batch_size=None, batch_format="pyarrow"):
                 for rec in batch.to_pylist():

@@ -34,11 +34,6 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-def _cached_result(hit: dict[str, Any]) -> CallResult:
-    return CallResult(text=hit.get("text"), finish_reason=hit.get("finish_reason"),
-                      prompt_tokens=hit.get("prompt_tokens", 0), completion_tokens=hit.get("completion_tokens", 0))
-
-
 class TeacherStage:
     def __init__(self, settings: CallSettings, cache_dir: str, include_answer: bool):
         self.settings, self.include_answer = settings, include_answer
@@ -68,9 +63,7 @@ class TeacherStage:
     async def _fetch(self, key: str, messages: list[dict[str, Any]]) -> CallResult:
         result = await self.caller.call(messages)
         if result.error is None:
-            hit = {"key": key, "model": self.settings.model, "text": result.text, "finish_reason": result.finish_reason,
-                   "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
-            await asyncio.to_thread(self.cache.put, key, hit)  # fsync off the loop
+            await asyncio.to_thread(self.cache.put, key, result.to_cache(key, self.settings.model))  # fsync off the loop
         return result
 
     async def _fetch_all(self, jobs: list[tuple[str, list[dict[str, Any]]]]) -> list[CallResult]:
@@ -100,7 +93,7 @@ class TeacherStage:
             row, key, messages = prepared
             hit = self.cache.get(key)
             if hit is not None:
-                outputs.append(judge_safely(row, _cached_result(hit), key, cached=True))
+                outputs.append(judge_safely(row, CallResult.from_cache(hit), key, cached=True))
             else:
                 outputs.append(None)
                 pending.append((len(outputs) - 1, row, key, messages))

@@ -56,9 +56,10 @@ def _majority_baseline(config: Config) -> float:
 
 def distill_stage(config: Config):
     def run(io: StageIO) -> StageCounts:
-        from reasoner_ray.distill import run_distillation
+        from reasoner_ray.distill import check_outcome, run_distillation
 
         result = run_distillation(config, str(io.output))
+        check_outcome(result, config.distill.max_failed_fraction)  # not usable: the stage fails, a rerun resends
         return StageCounts(result.input_rows, result.verified, {"rejected": dict(result.rejected_by_reason),
                                                                  "sft_rows": result.paths["rows.jsonl"],
                                                                  "cost_usd": result.summary.get("estimated_cost_usd")})
@@ -108,13 +109,16 @@ def dpo_stage(config: Config, policy: str, pairs_path: Path):
     return run
 
 
-def run_pipeline(config: Config) -> RunResult:
+def run_pipeline(config: Config, redo: str | None = None) -> RunResult:
+    """Run (or resume) every stage; `redo` first forgets that completed stage and every stage after it."""
     from reasoner_ray.models.loading import resolve_model_path
+    from reasoner_ray.pipeline.preflight import preflight
 
     started = time.time()
-    runner = StageRunner(config)
+    runner = StageRunner(config, redo)
     policy = resolve_model_path(config)
     log.info("base model: %s", policy)
+    preflight(config, runner.manifest, policy)
 
     if config.distill.enabled:
         runner.run("distill", distill_stage(config))

@@ -157,7 +157,9 @@ def _plots(manifest: Manifest, rounds: int, out: Path) -> list[str]:
         if pts:
             ax.errorbar([p[0] for p in pts], [100 * p[1]["accuracy"] for p in pts],
                         yerr=[100 * p[1]["stderr"] for p in pts], marker="o", capsize=3, label=style)
-    ax.set_ylabel("accuracy (%)"), ax.set_title("held-out accuracy per round"), ax.legend()
+    ax.set_ylabel("accuracy (%)"), ax.set_title("held-out accuracy per round")
+    if ax.containers:
+        ax.legend()
     fig.tight_layout(), fig.savefig(out / "accuracy.png", dpi=100), plt.close(fig)
     names.append("accuracy.png")
 

@@ -2,13 +2,17 @@
 
 A stage is a function `fn(ctx: StageIO) -> StageCounts`. `StageRunner.run(name, fn)` skips it when the
 manifest says it completed; otherwise it clears the stage's partial output (keeping work/: caches and
-checkpoints), runs it, pushes the folder (URI run dirs) and only then records it. A job killed at any moment
-and started again therefore redoes at most the unfinished stage, resuming that stage's own work.
+checkpoints), runs it, pushes the folder (URI run dirs) and only then records it, with the config values it
+depended on. A job killed at any moment and started again therefore redoes at most the unfinished stage,
+resuming that stage's own work; a stage that raises is not recorded, so the same command runs it again.
+
+`redo(stage)` forgets a completed stage and every stage after it and clears their folders (work/ too: a
+finished training's checkpoints would otherwise make the redo a no-op); run-level caches (the teacher's
+responses under <run dir>/cache) are kept. A config that changed since stages completed is reported per stage.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -16,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reasoner_ray.core.config import Config, dump_config
-from reasoner_ray.core.rundir import StageRecord
+from reasoner_ray.core.config import Config
+from reasoner_ray.core.errors import PreflightError, StageFailed
+from reasoner_ray.core.rundir import StageRecord, stage_dir
+from reasoner_ray.core.stage_inputs import changed_inputs, stage_inputs
 from reasoner_ray.storage import RunDir
 
 log = logging.getLogger(__name__)
@@ -41,23 +47,49 @@ class StageCounts:
 StageFn = Callable[[StageIO], StageCounts]
 
 
-def config_fingerprint(config: Config) -> str:
-    return hashlib.sha256(dump_config(config).encode()).hexdigest()[:16]
+def _describe(changes: list[tuple[str, Any, Any]]) -> str:
+    return ", ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changes)
 
 
 class StageRunner:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, redo: str | None = None):
         self.config = config
+        self.tree = config.model_dump(mode="json")
         self.run_dir = RunDir(config.run.dir)
         self.manifest = self.run_dir.load_manifest()
-        fingerprint = config_fingerprint(config)
-        if self.manifest.config_hash and self.manifest.config_hash != fingerprint:
-            log.warning("run dir %s was started with a different config; completed stages are kept as they are",
-                        config.run.dir)
-        if not self.manifest.config_hash:
-            self.manifest.config_hash = fingerprint
-            self.run_dir.write_json("config.json", config.model_dump(mode="json"))
-            self.run_dir.save_manifest(self.manifest)
+        if redo:
+            self.redo(redo)
+        self.run_dir.write_json("config.json", self.tree)
+        self.stale = self._stale_stages()
+
+    def _stale_stages(self) -> list[str]:
+        """Completed stages whose config inputs changed since; logged with the keys and the --redo that redoes them."""
+        stale = []
+        for name, rec in self.manifest.stages.items():
+            changes = changed_inputs(rec.config, stage_inputs(self.tree, name))
+            if changes:
+                stale.append(name)
+                log.warning("stage %s completed with other settings (%s); it is kept as it is", name, _describe(changes))
+        if stale:
+            log.warning("to redo it and every stage after it: the same command with --redo %s", stale[0])
+        return stale
+
+    def redo(self, stage: str) -> list[str]:
+        try:
+            stage_dir(stage)
+        except ValueError:
+            raise PreflightError(f"--redo {stage}: not a stage name; completed stages of {self.config.run.dir}: "
+                                 f"{', '.join(self.manifest.stages) or 'none'}") from None
+        dropped = self.manifest.forget_from(stage)
+        if not dropped:
+            log.warning("--redo %s: that stage has not completed in %s; nothing to redo", stage, self.config.run.dir)
+            return []
+        self.run_dir.save_manifest(self.manifest)  # first: a kill below must not leave half-cleared stages recorded
+        for name in dropped:
+            self.run_dir.reset(name)
+        log.info("redoing %s (cleared, with their work folders; caches under %s/cache are kept)",
+                 ", ".join(dropped), self.config.run.dir)
+        return dropped
 
     def run(self, name: str, fn: StageFn) -> StageRecord:
         if self.manifest.done(name):
@@ -68,10 +100,14 @@ class StageRunner:
         log.info("stage %-14s starting", name)
         self.run_dir.begin(name)
         started = time.time()
-        counts = fn(StageIO(name, self.run_dir.output(name), self.run_dir.work(name), self.run_dir))
+        try:
+            counts = fn(StageIO(name, self.run_dir.output(name), self.run_dir.work(name), self.run_dir))
+        except Exception as err:
+            raise StageFailed(name, err) from err
         seconds = time.time() - started
         self.run_dir.commit(name)
-        rec = self.manifest.record(name, counts.inputs, counts.outputs, seconds, **counts.extra)
+        rec = self.manifest.record(name, counts.inputs, counts.outputs, seconds, config=stage_inputs(self.tree, name),
+                                   **counts.extra)
         self.run_dir.save_manifest(self.manifest)
         log.info("stage %-14s done in %.1f s (in %d, out %d)", name, seconds, counts.inputs, counts.outputs)
         return rec

@@ -7,9 +7,10 @@ quickstart use it in place of a paid teacher; knobs inject the faults a real end
 
 Run:  python -m reasoner_ray.teacher.server --data easy_vqa:train --port 8301 \
           [--latency-ms 500] [--p429 0.2 --p5xx 0.05 --ptimeout 0.05 --pmalformed 0.05 --pwrong 0.1] \
-          [--request-log requests.jsonl]
-Endpoints: POST /v1/chat/completions, GET /v1/models, GET /health. Every request received is logged as one
-JSON line {"t", "key", "attempt", "status", "fault"}; `key` is `reasoner_ray.distill.request_key.body_key`.
+          [--request-log requests.jsonl] [--model-name local-teacher] [--api-key-env TEACHER_API_KEY]
+Endpoints: POST /v1/chat/completions, GET /v1/models, GET /health. Like a real endpoint it answers 404 to a model
+name other than --model-name and, with --api-key-env, 401 to a missing or wrong key. Every request received is
+logged as one JSON line {"t", "key", "attempt", "status", "fault"}; `key` is `request_key.body_key`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from fastapi import FastAPI, Request
@@ -46,6 +48,7 @@ class TeacherSettings:
     hang_s: float = 30.0  # how long an injected timeout holds the request
     retry_after_s: float = 1.0
     faults: FaultPlan = FaultPlan()
+    api_key: str | None = field(default=None, repr=False)  # None: any key is accepted (like a local vLLM)
 
 
 class BadRequest(ValueError):
@@ -139,10 +142,14 @@ def build_app(index: AnnotationIndex, settings: TeacherSettings, request_log: Te
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:
+        if settings.api_key is not None and request.headers.get("authorization") != f"Bearer {settings.api_key}":
+            return _error(401, "Incorrect API key provided", "invalid_request_error")
         try:
             body = await request.json()
         except ValueError:
             return _error(400, "request body is not JSON", "invalid_request_error")
+        if body.get("model") != settings.model_name:  # as OpenAI and vLLM do
+            return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
         key = body_key(body)
         attempt = attempts[key]
         attempts[key] += 1
@@ -205,6 +212,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument(f"--{name}", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--request-log", default=None, help="append one JSON line per request received")
+    p.add_argument("--api-key-env", default=None, help="require `Authorization: Bearer $<this variable>`")
     return p.parse_args(argv)
 
 
@@ -213,7 +221,12 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parse_args(argv)
     plan = FaultPlan(args.p429, args.p5xx, args.ptimeout, args.pmalformed, args.pwrong, args.seed)
-    settings = TeacherSettings(args.model_name, args.latency_ms / 1000, args.hang_s, args.retry_after_s, plan)
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise SystemExit(f"--api-key-env {args.api_key_env}: that environment variable is not set")
+    settings = TeacherSettings(args.model_name, args.latency_ms / 1000, args.hang_s, args.retry_after_s, plan, api_key)
     index = AnnotationIndex.from_spec(args.data)
     log_file = open(args.request_log, "a", buffering=1) if args.request_log else None  # noqa: SIM115
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from collections import Counter
@@ -28,8 +29,9 @@ def _project_dir(name: str) -> str:
 
 def fit_global_batch(config: Config, stage: str, n_examples: int) -> tuple[Config, int]:
     """(config, global batch): a stage with fewer examples (x epochs) than one global batch trains one step on
-    what there is, cut to a multiple of workers x accumulation, instead of failing (a strong policy in a small
-    round leaves few pairs). Fewer examples than that multiple cannot be spread over the workers: an error."""
+    what there is instead of failing (a strong policy in a small round leaves few pairs): cut to a multiple of
+    workers x accumulation, or, with fewer examples than that, repeated up to one step of that size (a mean loss
+    over [p, p] is the loss of p, so one pair on two workers trains as one pair)."""
     from reasoner_ray.train.steps import stage_settings
 
     settings = stage_settings(config, stage)
@@ -37,14 +39,14 @@ def fit_global_batch(config: Config, stage: str, n_examples: int) -> tuple[Confi
     if passes >= gbs or n_examples == 0:
         return config, gbs
     unit = config.train.num_workers * config.train.gradient_accumulation_steps
-    fitted = passes // unit * unit
-    if fitted == 0:
-        raise ValueError(f"[{stage}] {n_examples} examples cannot be spread over {config.train.num_workers} workers x "
-                         f"{config.train.gradient_accumulation_steps} accumulation steps")
-    log.warning("[%s] %d examples x %s epochs is less than one global batch of %d: training one step of %d instead",
-                stage, n_examples, settings["epochs"], gbs, fitted)
-    section = getattr(config, stage).model_copy(update={"global_batch_size": fitted})
-    return config.model_copy(update={stage: section}), fitted
+    update: dict[str, Any] = {"global_batch_size": passes // unit * unit}
+    if update["global_batch_size"] == 0:
+        update = {"global_batch_size": unit, "epochs": math.ceil(unit / n_examples)}
+    log.warning("[%s] %d examples x %s epochs is less than one global batch of %d: training one step of %d instead%s",
+                stage, n_examples, settings["epochs"], gbs, update["global_batch_size"],
+                " (examples repeated to give each of the workers x accumulation one)" if "epochs" in update else "")
+    section = getattr(config, stage).model_copy(update=update)
+    return config.model_copy(update={stage: section}), update["global_batch_size"]
 
 
 def run_training(config: Config, stage: str, model_path: str, examples: list[dict[str, Any]], out_dir: str,

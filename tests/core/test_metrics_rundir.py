@@ -50,7 +50,17 @@ def test_stage_map():
 
 
 def test_manifest_round_trip():
-    m = Manifest(config_hash="abc")
-    m.record("r1/pairs", inputs=10, outputs=3, seconds=1.5, stats={"pairs": 3})
+    m = Manifest()
+    m.record("r1/pairs", inputs=10, outputs=3, seconds=1.5, config={"pairs.max_pairs_per_question": 3}, stats={"pairs": 3})
     again = Manifest.model_validate_json(m.model_dump_json())
     assert again.done("r1/pairs") and not again.done("r1/dpo") and again.stages["r1/pairs"].extra["stats"]["pairs"] == 3
+    assert again.stages["r1/pairs"].config == {"pairs.max_pairs_per_question": 3}
+
+
+def test_forget_from_drops_the_stage_and_everything_completed_after_it():
+    m = Manifest()
+    for name in ("distill", "sft", "eval_sft", "r1/rollouts", "r1/rewards"):
+        m.record(name, 1, 1, 0.1)
+    assert m.forget_from("eval_sft") == ["eval_sft", "r1/rollouts", "r1/rewards"]
+    assert list(m.stages) == ["distill", "sft"]
+    assert m.forget_from("r1/dpo") == [] and list(m.stages) == ["distill", "sft"]  # not completed: nothing to drop

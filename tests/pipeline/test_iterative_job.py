@@ -96,7 +96,7 @@ def _seed_from(source: Path, run_dir: Path) -> None:
     manifest = json.loads((source / "manifest.json").read_text())
     for stage in PRE_ROUND_STAGES:
         shutil.copytree(source / stage_dir(stage) / "output", run_dir / stage_dir(stage) / "output")
-    manifest = {"config_hash": "", "stages": {k: manifest["stages"][k] for k in PRE_ROUND_STAGES}}
+    manifest = {"stages": {k: manifest["stages"][k] for k in PRE_ROUND_STAGES}}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
 
 

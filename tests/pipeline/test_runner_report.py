@@ -6,6 +6,7 @@ import json
 import pytest
 
 from reasoner_ray.core.config import build_config
+from reasoner_ray.core.errors import PreflightError, StageFailed
 from reasoner_ray.pipeline.report import write_report
 from reasoner_ray.pipeline.runner import StageCounts, StageRunner
 
@@ -27,8 +28,10 @@ def test_runner_skips_done_and_cleans_partial_output(tmp_path):
 
     runner = StageRunner(config)
     runner.run("distill", ok)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(StageFailed, match="stage sft failed: RuntimeError: killed") as failed:
         runner.run("sft", crash)
+    assert isinstance(failed.value.cause, RuntimeError) and failed.value.exit_code == 1
+    assert not runner.manifest.done("sft")  # a failed stage is not recorded: the same command runs it again
     # A new job on the same run dir: distill skipped, sft starts with clean output but its work/ kept.
     runner2 = StageRunner(config)
     seen = {}
@@ -42,6 +45,45 @@ def test_runner_skips_done_and_cleans_partial_output(tmp_path):
     rec = runner2.run("sft", resume)
     assert calls == ["distill"] and seen == {"partial": False, "ckpt": "step 5"}
     assert rec.inputs == 4 and json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["sft"]["outputs"] == 1
+
+
+def _three_stages(runner, calls):
+    def stage(io):
+        calls.append(io.name)
+        (io.output / "out.txt").write_text(io.name)
+        (io.work / "ckpt").write_text("final")
+        return StageCounts(1, 1)
+
+    for name in ("distill", "sft", "eval_sft"):
+        runner.run(name, stage)
+
+
+def test_changed_config_names_the_stale_stages_and_the_redo(tmp_path, caplog):
+    run = {"dir": str(tmp_path / "run")}
+    _three_stages(StageRunner(build_config({"run": run})), [])
+    with caplog.at_level("WARNING"):
+        runner = StageRunner(build_config({"run": run, "sft": {"lr": 1e-4}, "eval": {"max_tokens": 32},
+                                           "teacher": {"concurrency": 8}}))  # concurrency: not an input of any stage
+    assert runner.stale == ["sft", "eval_sft"]
+    text = caplog.text
+    assert "stage sft completed with other settings (sft.lr: 5e-06 -> 0.0001)" in text
+    assert "eval.max_tokens: 256 -> 32" in text and "--redo sft" in text and "distill completed" not in text
+
+
+def test_redo_forgets_the_stage_and_all_after_it_and_clears_their_work(tmp_path):
+    config = build_config({"run": {"dir": str(tmp_path / "run")}})
+    calls = []
+    _three_stages(StageRunner(config), calls)
+    runner = StageRunner(config, redo="sft")
+    assert list(runner.manifest.stages) == ["distill"]
+    assert not (tmp_path / "run" / "sft").exists() and (tmp_path / "run" / "distill" / "work" / "ckpt").exists()
+    on_disk = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
+    assert list(on_disk) == ["distill"]  # saved before the folders are cleared
+    _three_stages(runner, calls)
+    assert calls == ["distill", "sft", "eval_sft", "sft", "eval_sft"]
+    with pytest.raises(PreflightError, match="--redo dpo: not a stage name; completed stages of .*: distill, sft, eval_sft"):
+        StageRunner(config, redo="dpo")
+    assert StageRunner(config, redo="r1/dpo").manifest.done("eval_sft")  # not completed: nothing dropped
 
 
 def test_file_uri_run_dir_goes_through_pyarrow(tmp_path):

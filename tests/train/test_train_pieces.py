@@ -131,6 +131,7 @@ def test_lora_keeps_the_configured_vision_and_projector_training(tiny_qwen2_vl, 
 def test_fewer_examples_than_a_global_batch_train_one_smaller_step():
     from reasoner_ray.core.config import build_config
     from reasoner_ray.train.runner import fit_global_batch
+    from reasoner_ray.train.schedule import sample_order
 
     config = build_config({}, ["train.num_workers=2", "dpo.global_batch_size=8", "dpo.epochs=1"])
     same, gbs = fit_global_batch(config, "dpo", 20)
@@ -138,5 +139,10 @@ def test_fewer_examples_than_a_global_batch_train_one_smaller_step():
     fitted, gbs = fit_global_batch(config, "dpo", 7)  # 7 pairs, 2 workers: one step of 6
     assert gbs == 6 and fitted.dpo.global_batch_size == 6 and config.dpo.global_batch_size == 8
     assert fit_global_batch(config, "dpo", 3)[1] == 2
-    with pytest.raises(ValueError, match="cannot be spread over 2 workers"):
-        fit_global_batch(config, "dpo", 1)
+    one, gbs = fit_global_batch(config, "dpo", 1)  # 1 pair, 2 workers: the pair twice, one step of 2
+    assert gbs == 2 and one.dpo.epochs == 2
+    assert sample_order(1, one.dpo.epochs, gbs, seed=0) == [0, 0]
+    accumulating = build_config({}, ["train.num_workers=2", "train.gradient_accumulation_steps=2", "dpo.global_batch_size=8"])
+    three, gbs = fit_global_batch(accumulating, "dpo", 3)  # 3 pairs < 2 workers x 2 micro-steps
+    order = sample_order(3, three.dpo.epochs, gbs, seed=0)
+    assert gbs == 4 and len(order) == 4 and set(order) == {0, 1, 2}

@@ -1,0 +1,66 @@
+"""Which config keys decide each stage's result, so a changed config names the completed stages it makes stale.
+
+Only keys that change what a stage produces are listed; keys that change how fast or where it runs (workers,
+batch sizes of inference, concurrency, timeouts, cache folders) are not. A stage's result also depends on the
+stages before it: redoing a stage redoes everything after it. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_TRAINING = ("train.max_length", "train.freeze_vision", "train.freeze_projector", "train.lora_rank", "train.lora_alpha",
+             "train.warmup_ratio", "train.weight_decay", "train.max_grad_norm", "run.seed")
+
+# Stage kind -> dotted config keys or sections (a section stands for every key under it).
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "distill": ("data.train", "teacher.model", "teacher.include_answer", "teacher.temperature", "teacher.max_tokens",
+                "teacher.seed"),
+    "sft": ("model.family", "model.path", "model.tiny", "model.dtype", "sft", *_TRAINING),
+    "eval": ("data.eval", "eval.max_tokens", "eval.styles"),
+    "rollouts": ("data.train", "rollout.samples_per_temperature", "rollout.temperatures", "rollout.max_tokens",
+                 "rollout.top_p", "rollout.limit", "run.seed"),
+    "rewards": (),
+    "pairs": ("pairs",),
+    "reference": ("dpo.reference", "train.max_length"),
+    "dpo": ("dpo.loss", "dpo.beta", "dpo.label_smoothing", "dpo.nll_weight", "dpo.lr", "dpo.global_batch_size",
+            "dpo.epochs", "dpo.freeze_vision", "dpo.freeze_projector", *_TRAINING),
+    "verify": ("data.eval", "eval.samples", "eval.sample_temperature", "eval.max_tokens", "dpo.beta", "train.max_length"),
+}
+
+
+def stage_kind(stage: str) -> str:
+    """`r2/dpo` -> `dpo`, `eval_sft` -> `eval`, `sft` -> `sft`."""
+    if stage == "eval_sft":
+        return "eval"
+    return stage.partition("/")[2] or stage
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, child in value.items():
+            _flatten(f"{prefix}.{key}", child, out)
+    else:
+        out[prefix] = value
+
+
+def _lookup(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for key in dotted.split("."):
+        node = node[key]
+    return node
+
+
+def stage_inputs(config_tree: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The values (JSON-able, from `Config.model_dump(mode="json")`) of the keys `stage` depends on, flattened."""
+    out: dict[str, Any] = {}
+    for dotted in STAGE_INPUTS.get(stage_kind(stage), ()):
+        _flatten(dotted, _lookup(config_tree, dotted), out)
+    return out
+
+
+def changed_inputs(recorded: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, recorded value, current value) for each key whose value differs. Keys on one side only are left out:
+    they come from another version of the project, not from the user's config."""
+    return [(key, recorded[key], current[key]) for key in sorted(set(recorded) & set(current))
+            if recorded[key] != current[key]]

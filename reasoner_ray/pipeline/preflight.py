@@ -1,0 +1,61 @@
+"""Checks before any long stage: each data source the remaining stages read opens and yields a valid row, and the
+model folder loads (config, processor, weight files). A failure is a PreflightError naming the setting to fix.
+The teacher is checked by the distill stage itself (distill/preflight.py), once its local stand-in is up.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from reasoner_ray.core.config import Config, DataSource
+from reasoner_ray.core.errors import PreflightError, one_line
+from reasoner_ray.core.rundir import Manifest
+
+log = logging.getLogger(__name__)
+
+
+def _sources_needed(config: Config, manifest: Manifest) -> dict[str, DataSource]:
+    needed = {}
+    trains_on_rows = config.sft.enabled and not config.distill.enabled and not manifest.done("sft")
+    distills = config.distill.enabled and not manifest.done("distill")
+    rolls_out = any(not manifest.done(f"r{r}/rollouts") for r in range(1, config.rounds + 1))
+    if trains_on_rows or distills or rolls_out:
+        needed["data.train"] = config.data.train
+    evaluates = (config.sft.enabled and not manifest.done("eval_sft")) or any(
+        not manifest.done(f"r{r}/eval") for r in range(1, config.rounds + 1))
+    if evaluates:
+        needed["data.eval"] = config.data.eval
+    return needed
+
+
+def check_data(config: Config, manifest: Manifest) -> None:
+    from reasoner_ray.data.readers import NoGoodRow, first_good_row
+
+    for key, source in _sources_needed(config, manifest).items():
+        where = f"{key} (format {source.format}" + (f", path {source.path})" if source.path else ")")
+        try:
+            first_good_row(source)
+        except (NoGoodRow, OSError, ValueError) as err:
+            raise PreflightError(f"{where}: {err}") from err
+
+
+def check_model(config: Config, path: str) -> None:
+    from transformers import AutoConfig, AutoProcessor
+
+    setting = f"model.path={path}" if config.model.path else f"the tiny model at {path}"
+    folder = Path(path)
+    try:
+        AutoConfig.from_pretrained(path)
+        AutoProcessor.from_pretrained(path)
+    except Exception as err:  # noqa: BLE001 - any loader failure means the same thing to the user
+        raise PreflightError(f"{setting} does not load ({one_line(err)}): point model.path at a Hugging Face "
+                             f"model folder (config.json, processor files, weights)") from err
+    if folder.is_dir() and not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise PreflightError(f"{setting} has no weight files (*.safetensors or *.bin)")
+
+
+def preflight(config: Config, manifest: Manifest, model_path: str) -> None:
+    check_data(config, manifest)
+    check_model(config, model_path)
+    log.info("preflight: data sources and model load")
