@@ -57,10 +57,10 @@ def one_line(err: BaseException, limit: int = 400) -> str:
     """A JobError's own message; otherwise `Type: message` of the root cause, the telling line of a traceback
     embedded in the message (Ray puts workers' tracebacks there), cut to `limit` characters."""
     if isinstance(err, JobError):
-        return str(err)
+        return " ".join(str(err).split())
     cause = root_cause(err)
     if isinstance(cause, JobError):
-        return str(cause)
+        return " ".join(str(cause).split())
     text = str(cause).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     telling = [ln for ln in lines if _ERROR_LINE.match(ln)]

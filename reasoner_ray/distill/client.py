@@ -122,7 +122,7 @@ def failure_reason(exc: BaseException) -> str:
 
 def failure_detail(exc: BaseException) -> str:
     shown = _refusal(exc) or exc
-    return f"{type(shown).__name__}: {str(shown)[:300]}"
+    return f"{type(shown).__name__}: {' '.join(str(shown).split())[:300]}"  # one line, even for a raw HTTP/2 reply
 
 
 def estimate_tokens(messages: list[dict[str, Any]], max_tokens: int) -> int:

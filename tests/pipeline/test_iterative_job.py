@@ -112,3 +112,27 @@ def test_sigkill_and_restart_gives_the_same_counts(submitted_run, tmp_path):
     assert _counts(run_dir) == reference_counts
     rollouts = pads.dataset(str(run_dir / "rounds/r1/rollouts/output"), format="parquet").to_table().to_pylist()
     assert len({(r["question_id"], r["sample_index"]) for r in rollouts}) == len(rollouts) == 96
+
+
+def test_redo_of_a_middle_stage_with_fewer_pairs_than_a_global_batch(submitted_run, tmp_path):
+    """`--redo r1/dpo` on a finished run: stages before it are kept as they are, r1/dpo and every stage after it
+    run again. The global batch is set above the round's pairs: DPO trains one smaller step and says so."""
+    source = submitted_run[0]
+    before = json.loads((source / "manifest.json").read_text())["stages"]
+    pairs = before["r1/pairs"]["outputs"]
+    run_dir = tmp_path / "run"
+    shutil.copytree(source, run_dir)
+    args = [*JOB, "--redo", "r1/dpo", f"run.dir={run_dir}", *TINY, f"dpo.global_batch_size={pairs + 1}"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    after = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    assert list(after) == list(before)
+    redone = ["r1/dpo", "r1/eval", "r1/verify"]
+    assert all(after[s]["finished_at"] == before[s]["finished_at"] for s in before if s not in redone)
+    assert all(after[s]["finished_at"] > before[s]["finished_at"] for s in redone)
+    assert "redoing r1/dpo, r1/eval, r1/verify" in out.stdout and "completed with other settings" not in out.stdout
+    dpo = after["r1/dpo"]
+    assert dpo["inputs"] == pairs and dpo["outputs"] == 1  # one step on what there is
+    assert f"is less than one global batch of {pairs + 1}: training one step of" in out.stdout
+    assert dpo["config"]["dpo.global_batch_size"] == pairs + 1

@@ -1,0 +1,66 @@
+"""One-line failure messages (what the job prints) and the config keys each stage depends on (what a changed
+config is checked against), with worked examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from reasoner_ray.core.config import build_config
+from reasoner_ray.core.errors import JobError, PreflightError, StageFailed, one_line, root_cause
+from reasoner_ray.core.stage_inputs import changed_inputs, stage_inputs, stage_kind
+
+
+class FakeRayTaskError(Exception):
+    """Ray wraps a worker's error with the worker's traceback as text and the original as `.cause`."""
+
+    def __init__(self, cause):
+        self.cause = cause
+        super().__init__("ray::train_func() (pid=12, ip=127.0.0.1)\nTraceback (most recent call last):\n  File x\n"
+                         f"{type(cause).__name__}: {cause}")
+
+
+def test_one_line_of_plain_wrapped_and_chained_errors():
+    assert one_line(ValueError("bad\nsecond line")) == "ValueError: bad"
+    assert one_line(FakeRayTaskError(KeyError("question_id"))) == "KeyError: 'question_id'"
+    try:
+        try:
+            raise OSError("disk full")
+        except OSError as inner:
+            raise RuntimeError("export failed") from inner
+    except RuntimeError as outer:
+        assert root_cause(outer).args == ("disk full",) and one_line(outer) == "OSError: disk full"
+    # A traceback only in the text (Ray Train's TrainingFailedError): its last error line.
+    text = RuntimeError("Training failed.\nTraceback (most recent call last):\n  File y\nValueError: no training examples")
+    assert one_line(text) == "ValueError: no training examples"
+    assert one_line(ValueError("x" * 1000), limit=50).endswith("...") and len(one_line(ValueError("x" * 1000), limit=50)) == 50
+
+
+def test_stage_failed_keeps_the_message_written_for_people_and_its_exit_code():
+    written = StageFailed("distill", PreflightError("teacher preflight: fix teacher.base_url"))
+    assert str(written) == "stage distill failed: teacher preflight: fix teacher.base_url" and written.exit_code == 2
+    crashed = StageFailed("sft", FakeRayTaskError(MemoryError("CUDA out of memory")))
+    assert str(crashed) == "stage sft failed: MemoryError: CUDA out of memory" and crashed.exit_code == 1
+    assert one_line(crashed) == str(crashed)
+    assert isinstance(root_cause(written), PreflightError) and not isinstance(root_cause(crashed), JobError)
+    assert one_line(JobError("two\nlines")) == "two lines"
+
+
+def test_stage_kind_and_inputs():
+    assert [stage_kind(s) for s in ("distill", "eval_sft", "r2/dpo", "r1/verify")] == ["distill", "eval", "dpo", "verify"]
+    tree = build_config({}, ["dpo.beta=0.2", "sft.lr=1e-4"]).model_dump(mode="json")
+    dpo = stage_inputs(tree, "r3/dpo")
+    assert dpo["dpo.beta"] == 0.2 and dpo["run.seed"] == 0 and "dpo.ref_batch_size" not in dpo  # speed, not result
+    sft = stage_inputs(tree, "sft")
+    assert sft["sft.lr"] == 1e-4 and sft["model.tiny.text_layers"] == 2  # a section stands for all its keys
+    assert stage_inputs(tree, "r1/rewards") == {}
+    assert "teacher.concurrency" not in stage_inputs(tree, "distill") and "teacher.model" in stage_inputs(tree, "distill")
+
+
+@pytest.mark.parametrize("recorded, current, expected", [
+    ({"a": 1, "b": 2}, {"a": 1, "b": 3}, [("b", 2, 3)]),
+    ({"a": 1}, {"a": 1, "new": 5}, []),  # a key from a newer version of the project is not a user's change
+    ({"a": [1.0, 1.2]}, {"a": [1.0]}, [("a", [1.0, 1.2], [1.0])]),
+    ({}, {"a": 1}, []),  # a stage recorded before inputs were tracked
+])
+def test_changed_inputs(recorded, current, expected):
+    assert changed_inputs(recorded, current) == expected
