@@ -15,6 +15,8 @@ from typing import Any
 
 from reasoner_ray.core.rundir import Manifest
 
+# Training counts that are examples left out before training (train/collate.py, train/data.py).
+LEFT_OUT_KEYS = ("prompt_too_long", "no_rationale")
 DROP_KEYS = ("dropped_all_correct", "dropped_all_wrong", "dropped_outside_band", "dropped_unparsed",
              "dropped_no_distinct_pair", "dropped_gold_error", "dropped_unscored")
 
@@ -85,6 +87,25 @@ def dpo_table(manifest: Manifest, rounds: int) -> str:
         pairs = manifest.stages[f"r{r}/pairs"].outputs if f"r{r}/pairs" in manifest.stages else "-"
         lines.append(f"| {r} | {pairs} | {rec.outputs} | " + " | ".join(_tail_mean(path, k) for k in keys) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def training_table(manifest: Manifest, rounds: int) -> str:
+    """Per training stage: examples trained on, optimizer steps, and what was left out and why (passes that did not
+    fill a last global batch, prompts too long for train.max_length, rows with no rationale)."""
+    lines = []
+    for name in ["sft", *(f"r{r}/dpo" for r in range(1, rounds + 1))]:
+        rec = manifest.stages.get(name)
+        if rec is None:
+            continue
+        counts = dict(rec.extra.get("counts") or {})
+        used = counts.pop("examples_used", "-")
+        not_trained = counts.pop("example_passes_not_trained", 0)
+        left_out = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k in LEFT_OUT_KEYS and v) or "-"
+        note = rec.extra.get("skipped", "")
+        if not lines:
+            lines = ["| stage | examples | steps | passes not trained (last partial batch) | left out |", "|---|---|---|---|---|"]
+        lines.append(f"| {name} | {used} | {rec.outputs}{f' ({note})' if note else ''} | {not_trained} | {left_out} |")
+    return "\n".join(lines)
 
 
 def verifier_table(manifest: Manifest, rounds: int) -> str:
@@ -201,6 +222,7 @@ def write_report(manifest: Manifest, rounds: int, out: Path, title: str, notes: 
     body = [f"# {title}", "", markdown_table(rows), ""]
     body += [f"- {n}" for n in notes]
     for heading, table in (("Accuracy by group", group_table(manifest, rounds)),
+                           ("Training data", training_table(manifest, rounds)),
                            ("DPO training (mean of the last 5 logged steps)", dpo_table(manifest, rounds)),
                            ("The DPO model as a verifier (N sampled CoT chains per question)",
                             verifier_table(manifest, rounds))):

@@ -114,3 +114,27 @@ def test_a_probe_row_is_never_sent_when_its_answer_is_cached(teacher, tmp_path):
     _check(config, tmp_path)  # both rows cached: nothing to probe, nothing sent
     assert len(log.read_text().splitlines()) == sent
     assert len(list(ResponseCache(tmp_path / "cache").folder.rglob("*.json"))) == 2
+
+
+def test_a_teacher_that_refuses_the_image_request_is_named(tmp_path):
+    # This server knows only easy-VQA test images: a train image is refused with a 400, as a text-only model would.
+    with LocalTeacher("easy_vqa:test") as server:
+        with pytest.raises(PreflightError, match=r"refused a request with an image \(HTTP 400: .*teacher.model must accept image input"):
+            _check(_config(server.base_url, tmp_path), tmp_path)
+
+
+def test_check_outcome_fails_on_transport_failures_above_the_fraction_and_on_no_verified_row():
+    from reasoner_ray.core.errors import JobError
+    from reasoner_ray.distill.pipeline import DistillResult, check_outcome
+
+    ok = DistillResult(200, 197, {"teacher_timeout": 2, "wrong_answer": 1}, "out")
+    check_outcome(ok, 0.01)  # 2 of 200 is exactly the 1% allowed
+    outage = DistillResult(200, 150, {"teacher_timeout": 2, "teacher_connection_error": 40, "wrong_answer": 8}, "out")
+    with pytest.raises(JobError, match=r"^42 of 200 rows got no answer from the teacher \(teacher_connection_error 40, "
+                                       r"teacher_timeout 2\), more than distill.max_failed_fraction=0.01 allows"):
+        check_outcome(outage, 0.01)
+    check_outcome(outage, 0.25)
+    with pytest.raises(JobError, match=r"no verified rows.*all 3 rows were rejected \(missing_image 3; see out/rejected.jsonl\)$"):
+        check_outcome(DistillResult(3, 0, {"missing_image": 3}, "out"), 0.01)
+    with pytest.raises(JobError, match="data.train gave no rows"):
+        check_outcome(DistillResult(0, 0, {}, "out"), 0.01)

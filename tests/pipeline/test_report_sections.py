@@ -5,7 +5,7 @@ import json
 from reasoner_ray.core.config import build_config
 from reasoner_ray.core.rundir import Manifest
 from reasoner_ray.pipeline.ablation import VARIANTS, VariantResult, ablation_table, variant_config
-from reasoner_ray.pipeline.report import dpo_table, group_table, verifier_table, write_report
+from reasoner_ray.pipeline.report import dpo_table, group_table, training_table, verifier_table, write_report
 
 
 def acc(a, se=0.01, n=100):
@@ -21,7 +21,10 @@ def manifest(tmp_path):
     metrics.write_text("".join(json.dumps({"step": s, "rewards/chosen": 0.1 * s, "rewards/rejected": -0.1 * s,
                                            "rewards/margins": 0.2 * s, "rewards/accuracies": 0.5, "loss": 0.6}) + "\n"
                                for s in range(1, 11)))
-    m.record("r1/dpo", 120, 10, 1.0, metrics_path=str(metrics))
+    m.record("sft", 500, 31, 1.0, counts={"rows": 250, "examples": 500, "no_rationale": 3, "examples_used": 500,
+                                          "example_passes_not_trained": 4})
+    m.record("r1/dpo", 120, 10, 1.0, metrics_path=str(metrics),
+             counts={"pairs": 120, "prompt_too_long": 2, "examples_used": 118, "example_passes_not_trained": 6})
     m.record("r1/eval", 100, 200, 1.0, cot=acc(0.55), direct=acc(0.3), summary=summary)
     verify = {meth: {**acc(v), "vs_majority": v - 0.5, "vs_majority_stderr": 0.02}
               for meth, v in (("first_sample", 0.45), ("majority", 0.5), ("best_of_n_sum", 0.56),
@@ -37,6 +40,9 @@ def test_group_dpo_and_verifier_tables(tmp_path):
     assert "| multi_step | 60 | 40.0 ± 1.0 | 10.0 ± 1.0 |" in groups
     # mean of the last 5 steps (6..10): chosen 0.8, rejected -0.8, margins 1.6
     assert "| 1 | 120 | 10 | 0.800 | -0.800 | 1.600 | 0.500 | 0.600 |" in dpo_table(m, 1)
+    training = training_table(m, 1)
+    assert "| sft | 500 | 31 | 4 | no_rationale 3 |" in training
+    assert "| r1/dpo | 118 | 10 | 6 | prompt_too_long 2 |" in training
     verifier = verifier_table(m, 1)
     assert "| 1 | greedy | 55.0 ± 1.0 | - |" in verifier
     assert "| 1 | best_of_n_sum | 56.0 ± 1.0 | +6.0 ± 2.0 |" in verifier
