@@ -58,9 +58,12 @@ class ModelConfig(_Section):
 
 
 class DataSource(_Section):
-    format: Literal["easy_vqa", "digits", "jsonl", "parquet", "llava"] = "easy_vqa"
+    # The paper's benchmarks (aokvqa ... mathvista) read their official files or HF parquet copies: data/benchmarks.py
+    format: Literal["easy_vqa", "digits", "jsonl", "parquet", "llava", "aokvqa", "chartqa", "scienceqa", "ai2d",
+                    "docvqa", "infovqa", "textvqa", "mathvista"] = "easy_vqa"
     path: str | None = None  # file or folder; unused for easy_vqa and digits
-    split: Literal["train", "validation", "test"] = "train"  # validation: digits only (carved from train)
+    # validation: digits (carved from train) and the benchmarks that have one; testmini: MathVista
+    split: Literal["train", "validation", "test", "testmini"] = "train"
     limit: int | None = None  # first N good rows (bad and duplicate-id rows before them are counted); None = all
     image_root: str | None = None  # base folder for relative image paths
     answer_type: str = "open"  # for formats that carry no answer type (llava conversations)

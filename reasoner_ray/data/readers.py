@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from reasoner_ray.core.config import DataSource
 from reasoner_ray.core.rows import ANSWER_TYPES, VQARow
+from reasoner_ray.data.benchmarks import BENCHMARK_READERS
 from reasoner_ray.data.digits import read_digits
 from reasoner_ray.data.images import ImageError, open_image, parse_image_field
 from reasoner_ray.data.llava import llava_record_to_raw
@@ -91,6 +92,8 @@ def _read_easy_vqa(source: DataSource) -> Iterator[dict[str, Any]]:
 
 
 register_reader("digits")(read_digits)
+for _name, _reader in BENCHMARK_READERS.items():  # the paper's eight benchmarks (data/benchmarks.py)
+    register_reader(_name)(_reader)
 
 
 def _files(path: str, suffixes: tuple[str, ...]) -> list[Path]:

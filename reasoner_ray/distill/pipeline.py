@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,7 +87,7 @@ def _maybe_start_local_teacher(config: Config, stack: ExitStack) -> None:
     stack.enter_context(LocalTeacher(spec_for_source(config.data.train), port=url.port or 80, model_name=config.teacher.model))
 
 
-def _teacher_records(config: Config, settings: CallSettings):
+def _teacher_records(config: Config, settings: CallSettings, run_token: str):
     import ray
 
     from reasoner_ray.data.ray_source import read_dataset
@@ -100,7 +101,7 @@ def _teacher_records(config: Config, settings: CallSettings):
                                       max_concurrent_calls_per_actor=calls_per_actor, enable_true_multi_threading=True)
     return read_dataset(config.data.train).map_batches(
         TeacherStage, fn_constructor_kwargs={"settings": settings, "cache_dir": cache_dir(config),
-                                             "include_answer": config.teacher.include_answer},
+                                             "include_answer": config.teacher.include_answer, "run_token": run_token},
         batch_size=d.batch_size, batch_format="pyarrow", compute=pool, num_cpus=d.actor_num_cpus,
     )
 
@@ -152,9 +153,10 @@ def run_distillation(config: Config, out_dir: str) -> DistillResult:
     try:
         with ExitStack() as stack:
             _maybe_start_local_teacher(config, stack)
-            check_teacher(config, settings, cache_dir(config))
+            run_token = uuid.uuid4().hex
+            check_teacher(config, settings, cache_dir(config), run_token)
             last = time.monotonic()
-            for batch in _teacher_records(config, settings).iter_batches(batch_size=None, batch_format="pyarrow"):
+            for batch in _teacher_records(config, settings, run_token).iter_batches(batch_size=None, batch_format="pyarrow"):
                 for rec in batch.to_pylist():
                     tally.add(rec)
                     writer.write(rec)

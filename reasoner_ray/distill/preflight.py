@@ -76,8 +76,9 @@ def _probe_request(config: Config, settings: CallSettings, cache: ResponseCache)
     return None
 
 
-def check_teacher(config: Config, settings: CallSettings, cache_dir: str) -> None:
-    """Send one uncached row's request; raise PreflightError when the teacher cannot do the job."""
+def check_teacher(config: Config, settings: CallSettings, cache_dir: str, run_token: str = "") -> None:
+    """Send one uncached row's request; raise PreflightError when the teacher cannot do the job. The answer is
+    cached with `sent_by_run: run_token`, so the stage counts that row as a fresh call (tokens, cost)."""
     cache = ResponseCache(cache_dir)
     probe = _probe_request(config, settings, cache)
     if probe is None:
@@ -89,5 +90,5 @@ def check_teacher(config: Config, settings: CallSettings, cache_dir: str) -> Non
     result = asyncio.run(_probe(once, messages))
     if result.error is not None or not (result.text or "").strip():
         raise PreflightError(f"teacher preflight: {_advice(config, result)}")
-    cache.put(key, result.to_cache(key, settings.model))
+    cache.put(key, {**result.to_cache(key, settings.model), "sent_by_run": run_token})
     log.info("teacher preflight: %s answered (%d attempt(s))", config.teacher.model, result.attempts)

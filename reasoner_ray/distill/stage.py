@@ -35,8 +35,9 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 class TeacherStage:
-    def __init__(self, settings: CallSettings, cache_dir: str, include_answer: bool):
+    def __init__(self, settings: CallSettings, cache_dir: str, include_answer: bool, run_token: str = ""):
         self.settings, self.include_answer = settings, include_answer
+        self.run_token = run_token  # cache entries this run's preflight wrote count as fresh calls, not cache hits
         self.cache = ResponseCache(cache_dir)
         self.loop = _new_loop()
         threading.Thread(target=self.loop.run_forever, name="teacher-calls", daemon=True).start()
@@ -93,7 +94,8 @@ class TeacherStage:
             row, key, messages = prepared
             hit = self.cache.get(key)
             if hit is not None:
-                outputs.append(judge_safely(row, CallResult.from_cache(hit), key, cached=True))
+                fresh = bool(self.run_token) and hit.get("sent_by_run") == self.run_token
+                outputs.append(judge_safely(row, CallResult.from_cache(hit), key, cached=not fresh))
             else:
                 outputs.append(None)
                 pending.append((len(outputs) - 1, row, key, messages))
