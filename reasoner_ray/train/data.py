@@ -5,7 +5,8 @@ example (`cot_response(rationale, gold)`); with `sft.include_direct` every row a
 the same question (`direct_response`), as in the paper's mixture. A row without rationale yields only the
 direct form (or nothing when direct examples are off: counted as `no_rationale`).
 
-DPO input: PreferenceRow records. Examples are plain dicts (picklable, cheap to ship to Ray workers).
+DPO input: PreferenceRow records, or TRL preference records (data/trl_format.py). Examples are plain dicts
+(picklable, cheap to ship to Ray workers).
 """
 
 from __future__ import annotations
@@ -49,8 +50,17 @@ def iter_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def read_rows(path: str | Path, row_type):
+    """Rows of `row_type` from a file or folder; PreferenceRow files may also be in TRL's preference format."""
+    from reasoner_ray.data.trl_format import is_trl_pair, trl_to_pair
+
     rows = []
     for loc, rec in iter_records(path):
+        if row_type is PreferenceRow and is_trl_pair(rec):
+            try:
+                rows.append(trl_to_pair(rec))
+            except (KeyError, ValueError, TypeError) as err:
+                raise RowFileError(f"{loc}: not a TRL preference record: {err}") from None
+            continue
         rec = {k: v for k, v in rec.items() if v is not None or k in ("rationale", "choices")}
         if isinstance(rec.get("image"), dict):  # parquet gives all three ImageRef keys, two of them null
             rec["image"] = {k: v for k, v in rec["image"].items() if v is not None}
