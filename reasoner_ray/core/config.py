@@ -74,14 +74,13 @@ class DataConfig(_Section):
     eval: DataSource = DataSource(split="test", limit=200)
 
 
-class TeacherConfig(_Section):
-    base_url: str = "http://127.0.0.1:8301/v1"
-    model: str = "local-teacher"
-    api_key_env: str = "TEACHER_API_KEY"  # name of the env var holding the key (never the key)
-    include_answer: bool = True  # show the teacher the annotated short answer (paper is ambiguous)
-    temperature: float = 0.7
-    max_tokens: int = 256
-    seed: int | None = None  # sent to the endpoint (OpenAI and vLLM accept it) and part of the cache key
+class EndpointConfig(_Section):
+    """An OpenAI-compatible endpoint the project calls: the teacher (section `teacher`) or a model under evaluation
+    (`evaluate.endpoint`). Limits are totals over every actor that calls it."""
+
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key (never the key)
     concurrency: int = 64
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
@@ -91,6 +90,16 @@ class TeacherConfig(_Section):
     backoff_max_s: float = 30.0
     # USD per million tokens: {"model": {"input": x, "output": y}}
     prices: dict[str, dict[str, float]] = Field(default_factory=lambda: {"gpt-4o-2024-05-13": {"input": 5.0, "output": 15.0}})
+
+
+class TeacherConfig(EndpointConfig):
+    base_url: str = "http://127.0.0.1:8301/v1"
+    model: str = "local-teacher"
+    api_key_env: str = "TEACHER_API_KEY"
+    include_answer: bool = True  # show the teacher the annotated short answer (paper is ambiguous)
+    temperature: float = 0.7
+    max_tokens: int = 256
+    seed: int | None = None  # sent to the endpoint (OpenAI and vLLM accept it) and part of the cache key
     start_local: bool = True  # start the project's stand-in teacher server when base_url is on loopback
 
 
@@ -211,6 +220,16 @@ class EvalConfig(_Section):
     verifier: bool = True
 
 
+class EvaluateConfig(_Section):
+    """jobs/evaluate.py: benchmarks (name -> source) scored with each one's metric, for a model folder (vLLM, as
+    the eval stage) or, when `endpoint.base_url` is set, an OpenAI-compatible endpoint. Styles, max_tokens and
+    samples come from the `eval` section."""
+
+    benchmarks: dict[str, DataSource] = Field(default_factory=dict)  # empty: data.eval, named "eval"
+    endpoint: EndpointConfig = EndpointConfig()
+    cache_dir: str | None = None  # endpoint replies; None: <out>/cache
+
+
 class ServeConfig(_Section):
     """The HTTP endpoint (serve/app.py). Field names are also the args of `serve.app:build_app`."""
 
@@ -259,6 +278,7 @@ class Config(_Section):
     pairs: PairConfig = PairConfig()
     dpo: DPOConfig = DPOConfig()
     eval: EvalConfig = EvalConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
     serve: ServeConfig = ServeConfig()
     rounds: int = 2
 

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from reasoner_ray.core.reward.base import GOLD_ERROR, TIMEOUT
 
-# Scores that say nothing about the model: the row's gold cannot be read (a data error), or the equivalence
-# check ran out of time (correct answers do on a loaded machine). Left out of accuracies and counted.
-UNSCORED_REASONS = (GOLD_ERROR, TIMEOUT)
+ENDPOINT_ERROR = "endpoint_error"
+# Scores that say nothing about the model: the row's gold cannot be read (a data error), the equivalence check
+# ran out of time (correct answers do on a loaded machine), or the endpoint under evaluation never replied
+# (after its retries). Left out of accuracies and counted.
+UNSCORED_REASONS = (GOLD_ERROR, TIMEOUT, ENDPOINT_ERROR)
 
 
 @dataclass(frozen=True)

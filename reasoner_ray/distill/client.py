@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
+import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import openai
 from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from reasoner_ray.core.config import EndpointConfig
 from reasoner_ray.distill.limits import bucket
 
 # Exception class -> the reason a row is rejected with when its calls finally fail. First match wins, so
@@ -32,6 +35,7 @@ FAILURE_REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (openai.APIStatusError, "teacher_request_refused"),  # 4xx other than 429: retrying cannot help
 )
 RETRYABLE_STATUS = {408, 409, 429}
+DUMMY_API_KEY = "no-key"  # local servers (the stand-in teacher, vLLM) accept any key
 # Reasons that say the request never got a usable answer (the teacher or the network failed, not the row): rows
 # rejected for these are not cached, and a rerun sends them again (distill.max_failed_fraction bounds them).
 TRANSPORT_REASONS = frozenset({"teacher_timeout", "teacher_connection_error", "teacher_rate_limited",
@@ -51,6 +55,19 @@ class CallSettings:
     concurrency: int
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
+
+
+def endpoint_settings(endpoint: EndpointConfig, sampling: dict[str, Any], actors: int) -> CallSettings:
+    """CallSettings for one of `actors` actors calling `endpoint`: the concurrency and rate limits are split
+    evenly; the key is read from the environment variable the config names (a dummy key when it is unset)."""
+    share = lambda limit: None if limit is None else limit / actors  # noqa: E731 - each actor its part
+    return CallSettings(
+        base_url=endpoint.base_url, model=endpoint.model, api_key=os.environ.get(endpoint.api_key_env) or DUMMY_API_KEY,
+        sampling=sampling, timeout_s=endpoint.timeout_s, max_retries=endpoint.max_retries,
+        backoff_base_s=endpoint.backoff_base_s, backoff_max_s=endpoint.backoff_max_s,
+        concurrency=math.ceil(endpoint.concurrency / actors), requests_per_minute=share(endpoint.requests_per_minute),
+        tokens_per_minute=share(endpoint.tokens_per_minute),
+    )
 
 
 @dataclass
@@ -160,18 +177,20 @@ class TeacherCaller:
         asked = retry_after_s(state.outcome.exception() if state.outcome else None)
         return backoff if asked is None else max(asked, backoff)
 
-    async def _once(self, messages: list[dict[str, Any]]) -> Any:
+    async def _once(self, messages: list[dict[str, Any]], sampling: dict[str, Any]) -> Any:
         s = self.settings
         await self.requests.take(1)
-        await self.tokens.take(estimate_tokens(messages, int(s.sampling.get("max_tokens", 0))))
+        await self.tokens.take(estimate_tokens(messages, int(sampling.get("max_tokens", 0))))
         async with self.slots:
             # wait_for bounds the whole call; the client's own timeout only bounds each network read.
             # `post` sends the body as is: the messages are already wire-format JSON, and the typed `create()`
             # would re-walk every message part (1.5 ms of CPU per request, half of the client's cost here).
-            body = {"model": s.model, "messages": messages, **s.sampling}
+            body = {"model": s.model, "messages": messages, **sampling}
             return await asyncio.wait_for(self.client.post("/chat/completions", cast_to=ChatCompletion, body=body), s.timeout_s)
 
-    async def call(self, messages: list[dict[str, Any]]) -> CallResult:
+    async def call(self, messages: list[dict[str, Any]], sampling: dict[str, Any] | None = None) -> CallResult:
+        """One chat completion with the settings' sampling, or `sampling` for this call."""
+        sampling = self.settings.sampling if sampling is None else sampling
         result = CallResult()
         retrying = AsyncRetrying(stop=stop_after_attempt(self.settings.max_retries + 1), wait=self._wait,
                                  retry=retry_if_exception(is_retryable), reraise=True)
@@ -179,7 +198,7 @@ class TeacherCaller:
             async for attempt in retrying:
                 with attempt:
                     result.attempts += 1
-                    response = await self._once(messages)
+                    response = await self._once(messages, sampling)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded reason, never a crash
             result.error, result.detail = failure_reason(exc), failure_detail(exc)
             result.status = getattr(exc, "status_code", None)

@@ -27,14 +27,13 @@ from urllib.parse import urlparse
 from reasoner_ray.core.config import Config
 from reasoner_ray.core.errors import JobError
 from reasoner_ray.distill.cache import ResponseCache
-from reasoner_ray.distill.client import TRANSPORT_REASONS, CallSettings
+from reasoner_ray.distill.client import TRANSPORT_REASONS, CallSettings, endpoint_settings
 from reasoner_ray.distill.preflight import check_teacher
 from reasoner_ray.distill.output import OutputWriter, Tally
 
 log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-DUMMY_API_KEY = "no-key"  # local servers (the stand-in teacher, vLLM) accept any key
 
 
 @dataclass
@@ -60,17 +59,11 @@ class DistillResult:
 
 
 def call_settings(config: Config) -> CallSettings:
-    t, actors = config.teacher, config.distill.num_actors
+    t = config.teacher
     sampling = {"temperature": t.temperature, "max_tokens": t.max_tokens}
     if t.seed is not None:
         sampling["seed"] = t.seed
-    share = lambda limit: None if limit is None else limit / actors  # noqa: E731 - each actor its part
-    return CallSettings(
-        base_url=t.base_url, model=t.model, api_key=os.environ.get(t.api_key_env) or DUMMY_API_KEY, sampling=sampling,
-        timeout_s=t.timeout_s, max_retries=t.max_retries, backoff_base_s=t.backoff_base_s, backoff_max_s=t.backoff_max_s,
-        concurrency=math.ceil(t.concurrency / actors), requests_per_minute=share(t.requests_per_minute),
-        tokens_per_minute=share(t.tokens_per_minute),
-    )
+    return endpoint_settings(t, sampling, config.distill.num_actors)
 
 
 def cache_dir(config: Config) -> str:

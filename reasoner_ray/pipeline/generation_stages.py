@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 
 from reasoner_ray.core.config import Config, DataSource
-from reasoner_ray.core.metrics import summarize
 from reasoner_ray.core.pairs import ScoredSample, build_pairs
 from reasoner_ray.core.prompts import prompt_messages
 from reasoner_ray.core.rows import VQARow
+from reasoner_ray.pipeline.evaluation import read_table
 from reasoner_ray.pipeline.runner import StageCounts, StageFn, StageIO
 
 log = logging.getLogger(__name__)
 
 PAIRS_FILE = "pairs.jsonl"
-EVAL_SUMMARY = "summary.json"
 
 
 def engine_settings(config: Config, model_path: str):
@@ -36,12 +34,6 @@ def engine_settings(config: Config, model_path: str):
                           cpu_cores=r.cpu_cores_per_engine or 0)
 
 
-def _questions(source: DataSource):
-    from reasoner_ray.data.ray_source import good_rows, read_dataset
-
-    return good_rows(read_dataset(source)).select_columns(["id", "row"]).materialize()
-
-
 def _parquet_rows(folder: Path) -> int:
     import pyarrow.dataset as pads
 
@@ -49,19 +41,9 @@ def _parquet_rows(folder: Path) -> int:
 
 
 def _generate(config: Config, model_path: str, source: DataSource, plan, out: Path) -> tuple[int, int]:
-    from reasoner_ray.stages.generation import generate_dataset
+    from reasoner_ray.pipeline.evaluation import ModelBackend, generate
 
-    questions = _questions(source)
-    n_questions = questions.count()
-    gpus = float(config.rollout.tensor_parallel_size) if config.train.use_gpu else 0.0
-    ds = generate_dataset(questions, engine_settings(config, model_path), plan, config.rollout.num_engines,
-                          config.rollout.batch_size, gpus_per_engine=gpus)
-    # Writing takes no CPU slot: with one engine per core the engines hold every CPU of the node, and a write
-    # task waiting for one would stall the stage.
-    with warnings.catch_warnings():  # Ray 2.60's write_parquet has no named CPU parameter to use instead yet
-        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        ds.write_parquet(str(out), ray_remote_args={"num_cpus": 0})
-    return n_questions, _parquet_rows(out)
+    return generate(config, ModelBackend(model_path), source, plan, out), _parquet_rows(out)
 
 
 def rollouts_stage(config: Config, model_path: str, round_index: int) -> StageFn:
@@ -92,16 +74,10 @@ def rewards_stage(rollouts_dir: Path) -> StageFn:
     return run
 
 
-def _read_table(folder: Path, columns: list[str] | None = None):
-    import pyarrow.dataset as pads
-
-    return pads.dataset(str(folder), format="parquet").to_table(columns=columns)
-
-
 def pairs_stage(config: Config, rewards_dir: Path, round_index: int) -> StageFn:
     def run(io: StageIO) -> StageCounts:
         cols = ["question_id", "sample_index", "text", "value", "correct", "reason", "temperature"]
-        table = _read_table(rewards_dir, cols)
+        table = read_table(rewards_dir, cols)
         records = table.to_pylist()
         temperature_of = {(r["question_id"], r["sample_index"]): r["temperature"] for r in records}
         result = build_pairs((ScoredSample.from_record(r) for r in records), band=tuple(config.pairs.accuracy_band),
@@ -134,33 +110,23 @@ def _rows_by_id(config: Config, ids: set[str]) -> dict[str, VQARow]:
     """The rows of the questions the rollouts read, by the same reader and selection (so every id is found)."""
     from reasoner_ray.data.ray_source import row_from_record
 
-    return {rec["id"]: row_from_record(rec) for rec in _questions(rollout_source(config)).iter_rows() if rec["id"] in ids}
+    from reasoner_ray.pipeline.evaluation import questions_of
+
+    return {rec["id"]: row_from_record(rec) for rec in questions_of(rollout_source(config)).iter_rows() if rec["id"] in ids}
 
 
 def eval_stage(config: Config, model_path: str, round_index: int) -> StageFn:
-    from reasoner_ray.stages.generation import GenerationPlan
+    """Greedy CoT and direct accuracy of `model_path` on data.eval (pipeline/evaluation.py, shared with
+    jobs/evaluate.py); the manifest entry carries each style's accuracy and the whole summary."""
 
     def run(io: StageIO) -> StageCounts:
-        import ray
+        from reasoner_ray.pipeline.evaluation import ModelBackend, evaluate_source
 
-        from reasoner_ray.stages.reward_stage import score_batch
-
-        plan = GenerationPlan.evaluation(list(config.eval.styles), config.eval.max_tokens, round_index)
-        generated = io.output / "generated"
-        n_q, _ = _generate(config, model_path, config.data.eval, plan, generated)
-        ray.data.read_parquet(str(generated)).map_batches(score_batch, batch_format="pandas", num_cpus=0.5) \
-            .write_parquet(str(io.output / "scored"))
-        records = _read_table(io.output / "scored", ["style", "answer_type", "value", "reason", "tags"]).to_pylist()
-        for r in records:
-            r["tags"] = json.loads(r["tags"])
-        summary = summarize(records)
-        (io.output / EVAL_SUMMARY).write_text(json.dumps(summary, indent=2))
+        result = evaluate_source(config, ModelBackend(model_path), config.data.eval, io.output, round_index)
+        summary = result.summary
         extra = {style: {"accuracy": s["all"]["accuracy"], "stderr": s["all"]["stderr"], "unscored": s["all"]["unscored"]}
                  for style, s in summary.items()}
-        for style, s in summary.items():
-            if s["all"]["unscored"]:
-                log.warning("eval %s: %s rows left out of the accuracy (cannot be scored)", style, s["all"]["unscored"])
         extra["summary"] = summary  # every group (answer types, tags) for the report
-        return StageCounts(n_q, len(records), extra)
+        return StageCounts(result.questions, result.replies, extra)
 
     return run

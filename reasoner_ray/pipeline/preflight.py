@@ -29,10 +29,11 @@ def _sources_needed(config: Config, manifest: Manifest) -> dict[str, DataSource]
     return needed
 
 
-def check_data(config: Config, manifest: Manifest) -> None:
+def check_sources(sources: dict[str, DataSource]) -> None:
+    """Each source (keyed by its setting, e.g. `data.train`) opens and yields a valid row."""
     from reasoner_ray.data.readers import NoGoodRow, first_good_row
 
-    for key, source in _sources_needed(config, manifest).items():
+    for key, source in sources.items():
         where = f"{key} (format {source.format}" + (f", path {source.path})" if source.path else ")")
         try:
             first_good_row(source)
@@ -40,10 +41,15 @@ def check_data(config: Config, manifest: Manifest) -> None:
             raise PreflightError(f"{where}: {err}") from err
 
 
-def check_model(config: Config, path: str) -> None:
+def check_data(config: Config, manifest: Manifest) -> None:
+    check_sources(_sources_needed(config, manifest))
+
+
+def check_model(config: Config, path: str, setting: str | None = None) -> None:
+    """`setting`: how the user named the folder (default: model.path, or the tiny model when that is unset)."""
     from transformers import AutoConfig, AutoProcessor
 
-    setting = f"model.path={path}" if config.model.path else f"the tiny model at {path}"
+    setting = setting or (f"model.path={path}" if config.model.path else f"the tiny model at {path}")
     folder = Path(path)
     try:
         AutoConfig.from_pretrained(path)

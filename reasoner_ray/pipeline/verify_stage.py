@@ -34,7 +34,8 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int) 
         from reasoner_ray.core.metrics import UNSCORED_REASONS
         from reasoner_ray.core.prompts import prompt_messages
         from reasoner_ray.data.readers import iter_rows
-        from reasoner_ray.pipeline.generation_stages import _generate, _read_table
+        from reasoner_ray.pipeline.evaluation import read_table
+        from reasoner_ray.pipeline.generation_stages import _generate
         from reasoner_ray.stages.generation import GenerationPlan
         from reasoner_ray.stages.reward_stage import score_batch
 
@@ -45,7 +46,7 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int) 
         ray.data.read_parquet(str(io.output / "generated")).map_batches(score_batch, batch_format="pandas",
                                                                         num_cpus=0.5).write_parquet(str(io.output / "scored"))
         cols = ["question_id", "sample_index", "text", "parsed", "value", "reason", "answer_type", "tags"]
-        scored = _read_table(io.output / "scored", cols).to_pylist()
+        scored = read_table(io.output / "scored", cols).to_pylist()
         # A chain that could not be scored (unreadable gold, a math check that timed out) is no label: left out.
         records = sorted((r for r in scored if r["reason"] not in UNSCORED_REASONS),
                          key=lambda r: (r["question_id"], r["sample_index"]))

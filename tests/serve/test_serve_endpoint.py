@@ -201,6 +201,30 @@ def test_keys_never_reach_the_logs(served, ray_local):
         assert API_KEY.encode() not in data and WRONG_KEY.encode() not in data, path
 
 
+def test_evaluating_the_endpoint_equals_evaluating_the_model_folder(served, tiny_qwen2_vl, tmp_path, monkeypatch):
+    """pipeline/evaluation.py both ways on the same questions: vLLM actors on the folder, and the served endpoint
+    through the openai client. Greedy replies are the same text, so the accuracies are the same."""
+    from reasoner_ray.core.config import build_config
+    from reasoner_ray.pipeline.evaluation import EndpointBackend, ModelBackend, evaluate_source, read_table
+
+    monkeypatch.setenv("EVAL_TEST_KEY", API_KEY)
+    config = build_config({}, ["data.eval.split=test", "data.eval.limit=12", "eval.max_tokens=24",
+                               "rollout.max_model_len=512", "rollout.kv_cache_gib=0.5", f"evaluate.endpoint.base_url={served[1]}",
+                               f"evaluate.endpoint.model={MODEL}", "evaluate.endpoint.api_key_env=EVAL_TEST_KEY"])
+    folder = evaluate_source(config, ModelBackend(tiny_qwen2_vl), config.data.eval, tmp_path / "folder")
+    endpoint = evaluate_source(config, EndpointBackend(config.evaluate.endpoint, str(tmp_path / "cache")),
+                               config.data.eval, tmp_path / "endpoint")
+
+    def replies(out):
+        rows = read_table(out / "scored", ["question_id", "style", "text", "value"]).to_pylist()
+        return {(r["question_id"], r["style"]): (r["text"], r["value"]) for r in rows}
+
+    assert folder.replies == endpoint.replies == 24
+    assert replies(tmp_path / "folder") == replies(tmp_path / "endpoint")
+    for style in ("cot", "direct"):
+        assert folder.summary[style]["all"] == endpoint.summary[style]["all"]
+
+
 def test_redeploy_to_another_model_drops_no_request(served, client, tmp_path):
     """Roll to a copy of the model (another folder) while 3 clients keep sending; every request must succeed."""
     from serve.local import redeploy

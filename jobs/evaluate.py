@@ -1,0 +1,76 @@
+"""Evaluate a model folder or an OpenAI-compatible endpoint on benchmarks: CoT and direct replies, each scored
+with its benchmark's metric; prints the paper-style table (benchmarks x styles, accuracy ± standard error).
+
+    python jobs/evaluate.py --config configs/benchmarks.yaml --model runs/quickstart/rounds/r2/dpo/output/model
+    OPENAI_API_KEY=... python jobs/evaluate.py --config configs/benchmarks.yaml \\
+        --endpoint https://api.openai.com/v1 --endpoint-model gpt-4o-2024-05-13
+
+Benchmarks: the config's `evaluate.benchmarks` (name -> data source), else `data.eval`. Styles, max_tokens:
+the `eval` section. Output (--out, default <run.dir>/evaluate/<model>): one folder per benchmark (replies,
+scores, summary.json), table.md, results.json (per benchmark and group, tokens, cost for a priced endpoint),
+replies.jsonl (every scored reply). Rerunning resumes: finished benchmarks are read back, and an endpoint's
+replies come from the cache (<out>/cache, or evaluate.cache_dir), so nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
+
+from reasoner_ray.cli import log_to_run_dir, parse_job_args, run_guarded, setup_logging  # noqa: E402
+
+
+def _arguments(parser) -> None:
+    parser.add_argument("--model", default=None, help="model folder (default: model.path or the tiny model)")
+    parser.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL (sets evaluate.endpoint.base_url)")
+    parser.add_argument("--endpoint-model", default=None, help="the model name the endpoint serves")
+    parser.add_argument("--out", default=None, help="output folder")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-80:] or "model"
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    config, args = parse_job_args(argv, __doc__.splitlines()[0], _arguments)
+    return run_guarded(lambda: _evaluate(config, args), log_to_run_dir(config.run.dir))
+
+
+def _evaluate(config, args) -> int:
+    from reasoner_ray.core.errors import PreflightError
+    from reasoner_ray.models.loading import resolve_model_path
+    from reasoner_ray.pipeline.evaluation import (EndpointBackend, ModelBackend, benchmark_sources, evaluate_benchmarks,
+                                                  paper_table)
+    from reasoner_ray.pipeline.preflight import check_model, check_sources
+    from reasoner_ray.ray_utils import init_ray
+
+    endpoint = config.evaluate.endpoint
+    if args.endpoint or args.endpoint_model:
+        endpoint = endpoint.model_copy(update={k: v for k, v in (("base_url", args.endpoint),
+                                                                 ("model", args.endpoint_model)) if v})
+    if endpoint.base_url:
+        if not endpoint.model:
+            raise PreflightError("an endpoint needs the model name it serves: --endpoint-model or evaluate.endpoint.model")
+        name = endpoint.model
+        out = Path(args.out or Path(config.run.dir) / "evaluate" / _slug(name))
+        backend = EndpointBackend(endpoint, config.evaluate.cache_dir or str(out / "cache"))
+    else:
+        path = args.model or resolve_model_path(config)
+        check_model(config, path, f"--model {path}" if args.model else None)
+        out = Path(args.out or Path(config.run.dir) / "evaluate" / _slug(Path(path).name))
+        backend = ModelBackend(path)
+    named = "evaluate.benchmarks." if config.evaluate.benchmarks else "data."
+    check_sources({f"{named}{name}": source for name, source in benchmark_sources(config).items()})
+    init_ray()
+    results = evaluate_benchmarks(config, backend, out)
+    print("\n" + paper_table(results, list(config.eval.styles)))
+    print(f"\nresults: {out / 'results.json'}\ntable: {out / 'table.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Evaluation, one implementation: questions -> replies (a model folder through vLLM actors, or an OpenAI-compatible
+endpoint) -> each reply scored with its benchmark's metric -> accuracy per style and group with standard errors.
+
+The main job's eval stages call `evaluate_source` with a ModelBackend; jobs/evaluate.py calls `evaluate_benchmarks`
+with either backend. Layout of one evaluation folder: `generated/` and `scored/` (Parquet: every reply with its
+parsed answer, value, correct, reason), `summary.json` (metrics.summarize, written last: its presence marks the
+folder complete).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reasoner_ray.core.config import Config, DataSource, EndpointConfig
+from reasoner_ray.core.metrics import ENDPOINT_ERROR, summarize
+
+log = logging.getLogger(__name__)
+
+EVAL_SUMMARY = "summary.json"
+# What each answer type's score is called in a table (the benchmark's own metric).
+METRIC_NAMES = {"multiple_choice": "accuracy", "yes_no": "accuracy", "number": "relaxed accuracy", "open": "VQA accuracy",
+                "anls": "ANLS", "math": "accuracy"}
+
+
+@dataclass(frozen=True)
+class ModelBackend:
+    """A model folder, generated with vLLM actors (the config's `rollout` engine settings)."""
+
+    path: str
+
+    def generate(self, config: Config, questions, plan):
+        from reasoner_ray.pipeline.generation_stages import engine_settings
+        from reasoner_ray.stages.generation import generate_dataset
+
+        gpus = float(config.rollout.tensor_parallel_size) if config.train.use_gpu else 0.0
+        return generate_dataset(questions, engine_settings(config, self.path), plan, config.rollout.num_engines,
+                                config.rollout.batch_size, gpus_per_engine=gpus)
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+
+@dataclass(frozen=True)
+class EndpointBackend:
+    """An OpenAI-compatible endpoint, called by `actors` Ray actors through the durable response cache."""
+
+    endpoint: EndpointConfig
+    cache_dir: str
+    actors: int = 1
+    batch_size: int = 16
+
+    def generate(self, config: Config, questions, plan):
+        import math
+
+        import ray
+
+        from reasoner_ray.distill.client import endpoint_settings
+        from reasoner_ray.stages.endpoint_generation import EndpointGenerationActor
+
+        settings = endpoint_settings(self.endpoint, {}, self.actors)
+        calls_per_actor = math.ceil(2 * settings.concurrency / self.batch_size) + 2  # keep the request slots busy
+        pool = ray.data.ActorPoolStrategy(size=self.actors, max_tasks_in_flight_per_actor=calls_per_actor,
+                                          max_concurrent_calls_per_actor=calls_per_actor,
+                                          enable_true_multi_threading=True)
+        return questions.map_batches(
+            EndpointGenerationActor, fn_constructor_kwargs={"settings": settings, "cache_dir": self.cache_dir, "plan": plan},
+            batch_size=self.batch_size, batch_format="numpy", compute=pool, num_cpus=0.25)
+
+    @property
+    def name(self) -> str:
+        return f"{self.endpoint.model} at {self.endpoint.base_url}"
+
+
+@dataclass
+class EvalResult:
+    questions: int
+    replies: int
+    summary: dict[str, dict]
+    tokens: dict[str, int] = field(default_factory=dict)  # prompt / completion, and cached replies
+
+
+def questions_of(source: DataSource):
+    from reasoner_ray.data.ray_source import good_rows, read_dataset
+
+    return good_rows(read_dataset(source)).select_columns(["id", "row"]).materialize()
+
+
+def read_table(folder: Path, columns: list[str] | None = None):
+    import pyarrow.dataset as pads
+
+    return pads.dataset(str(folder), format="parquet").to_table(columns=columns)
+
+
+def write_parquet(ds, out: Path) -> None:
+    # Writing takes no CPU slot: with one engine per core the engines hold every CPU of the node, and a write
+    # task waiting for one would stall the stage.
+    with warnings.catch_warnings():  # Ray 2.60's write_parquet has no named CPU parameter to use instead yet
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        ds.write_parquet(str(out), ray_remote_args={"num_cpus": 0})
+
+
+def generate(config: Config, backend, source: DataSource, plan, out: Path) -> int:
+    """Replies to every good question of `source` under `out` (Parquet); returns the number of questions."""
+    questions = questions_of(source)
+    write_parquet(backend.generate(config, questions, plan), out)
+    return questions.count()
+
+
+def score_replies(batch):
+    """The reward stage's scoring; a reply the endpoint never gave is `endpoint_error` (unscored, not wrong)."""
+    from reasoner_ray.stages.reward_stage import score_batch
+
+    scored = score_batch(batch)
+    if "error" in scored:
+        failed = scored["error"].astype(str) != ""
+        scored.loc[failed, "reason"] = ENDPOINT_ERROR
+    return scored
+
+
+def evaluate_source(config: Config, backend, source: DataSource, out: Path, round_index: int = 0,
+                    styles: list[str] | None = None) -> EvalResult:
+    import ray
+
+    from reasoner_ray.stages.generation import GenerationPlan
+
+    plan = GenerationPlan.evaluation(list(styles or config.eval.styles), config.eval.max_tokens, round_index)
+    n_questions = generate(config, backend, source, plan, out / "generated")
+    ray.data.read_parquet(str(out / "generated")).map_batches(score_replies, batch_format="pandas", num_cpus=0.5) \
+        .write_parquet(str(out / "scored"))
+    table = read_table(out / "scored")
+    records = table.select(["style", "answer_type", "value", "reason", "tags"]).to_pylist()
+    for r in records:
+        r["tags"] = json.loads(r["tags"])
+    summary = summarize(records)
+    tokens = {"prompt": int(sum(table["prompt_tokens"].to_pylist())),
+              "completion": int(sum(table["completion_tokens"].to_pylist()))}
+    if "cached" in table.column_names:
+        tokens["cached_replies"] = int(sum(table["cached"].to_pylist()))
+    for style, s in summary.items():
+        if s["all"]["unscored"]:
+            log.warning("eval %s: %s replies left out of the accuracy (cannot be scored)", style, s["all"]["unscored"])
+    (out / EVAL_SUMMARY).write_text(json.dumps(summary, indent=2))
+    return EvalResult(n_questions, len(records), summary, tokens)
+
+
+def benchmark_sources(config: Config) -> dict[str, DataSource]:
+    return dict(config.evaluate.benchmarks) or {"eval": config.data.eval}
+
+
+def _metric(summary: dict[str, dict]) -> str:
+    counts = Counter()
+    for style in summary.values():
+        for group, acc in style.items():
+            if group in METRIC_NAMES:
+                counts[group] += acc["n"]
+    return METRIC_NAMES[counts.most_common(1)[0][0]] if counts else "-"
+
+
+def paper_table(results: dict[str, EvalResult], styles: list[str]) -> str:
+    """Benchmarks as rows, one column per style (accuracy ± standard error, in %), and the mean of the rows."""
+    head = "| benchmark | metric | questions | " + " | ".join(f"{s} (%)" for s in styles) + " |"
+    lines = [head, "|---|---|---|" + "---|" * len(styles)]
+    means: dict[str, list[float]] = {s: [] for s in styles}
+    for name, res in results.items():
+        cells = []
+        for s in styles:
+            acc = res.summary.get(s, {}).get("all")
+            if acc and acc["n"]:
+                cells.append(f"{100 * acc['accuracy']:.1f} ± {100 * acc['stderr']:.1f}")
+                means[s].append(100 * acc["accuracy"])
+            else:
+                cells.append("-")
+        lines.append(f"| {name} | {_metric(res.summary)} | {res.questions} | " + " | ".join(cells) + " |")
+    if len(results) > 1:
+        avg = [f"{sum(v) / len(v):.1f}" if len(v) == len(results) else "-" for v in means.values()]
+        lines.append("| average | | | " + " | ".join(avg) + " |")
+    return "\n".join(lines)
+
+
+def export_replies(folder: Path, benchmark: str, fh) -> int:
+    """Every scored reply of one benchmark as JSON lines (the question's gold included); returns the count."""
+    cols = ["question_id", "style", "sample_index", "text", "parsed", "value", "correct", "reason", "answer",
+            "answer_type", "prompt_tokens", "completion_tokens"]
+    table = read_table(folder / "scored")
+    n = 0
+    for rec in table.select([c for c in cols if c in table.column_names]).to_pylist():
+        fh.write(json.dumps({"benchmark": benchmark, **rec}, default=str) + "\n")
+        n += 1
+    return n
+
+
+def cost_usd(endpoint: EndpointConfig, tokens: dict[str, int]) -> float | None:
+    price = endpoint.prices.get(endpoint.model)
+    if price is None:
+        return None
+    return (tokens.get("prompt", 0) * price.get("input", 0.0) + tokens.get("completion", 0) * price.get("output", 0.0)) / 1e6
+
+
+def load_result(folder: Path) -> EvalResult:
+    """A completed benchmark folder (resume): its summary and counts, read back."""
+    summary = json.loads((folder / EVAL_SUMMARY).read_text())
+    meta = json.loads((folder / "result.json").read_text())
+    return EvalResult(meta["questions"], meta["replies"], summary, meta.get("tokens", {}))
+
+
+def evaluate_benchmarks(config: Config, backend, out_dir: Path) -> dict[str, EvalResult]:
+    """Every benchmark of `evaluate.benchmarks` (or data.eval) under out_dir/<name>/; a benchmark whose folder
+    is complete is read back, not redone. Writes table.md, results.json and replies.jsonl in out_dir."""
+    import shutil
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, EvalResult] = {}
+    for name, source in benchmark_sources(config).items():
+        folder = out_dir / name
+        if (folder / "result.json").is_file():
+            log.info("benchmark %s: done earlier, read back", name)
+            results[name] = load_result(folder)
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("benchmark %s: %s (%s) with %s", name, source.format, source.path or source.split, backend.name)
+        res = evaluate_source(config, backend, source, folder)
+        (folder / "result.json").write_text(json.dumps({"questions": res.questions, "replies": res.replies,
+                                                         "tokens": res.tokens}))
+        results[name] = res
+    styles = list(config.eval.styles)
+    table = paper_table(results, styles)
+    (out_dir / "table.md").write_text(f"# Evaluation of {backend.name}\n\n{table}\n")
+    with (out_dir / "replies.jsonl").open("w") as fh:
+        replies = sum(export_replies(out_dir / name, name, fh) for name in results)
+    tokens = Counter()
+    for res in results.values():
+        tokens.update(res.tokens)
+    report = {"model": backend.name, "benchmarks": {n: {"questions": r.questions, "replies": r.replies,
+                                                         "summary": r.summary, "tokens": r.tokens}
+                                                     for n, r in results.items()},
+              "replies": replies, "tokens": dict(tokens)}
+    if isinstance(backend, EndpointBackend):
+        report["estimated_cost_usd"] = cost_usd(backend.endpoint, dict(tokens))
+    (out_dir / "results.json").write_text(json.dumps(report, indent=2))
+    return results
