@@ -52,6 +52,10 @@ _TEACHER_TEMPLATES: dict[str, str] = {
     ),
 }
 
+# The benchmarks' own scorers ask for the same answers as the project's types they refine.
+_TEACHER_TEMPLATES["relaxed"] = _TEACHER_TEMPLATES["number"]
+_TEACHER_TEMPLATES["mathvista"] = _TEACHER_TEMPLATES["math"]
+
 Style = Literal["cot", "direct"]
 
 

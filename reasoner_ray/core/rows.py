@@ -15,7 +15,7 @@ SCHEMA_VERSION = 1
 
 # Answer types understood by the reward registry (reasoner_ray.core.reward). Kept here as the single list the
 # data readers validate against, so a row with an unknown type is rejected when read, not when scored.
-ANSWER_TYPES = ("multiple_choice", "yes_no", "number", "open", "anls", "math")
+ANSWER_TYPES = ("multiple_choice", "yes_no", "number", "open", "anls", "math", "relaxed", "mathvista")
 
 
 class _Row(BaseModel):
@@ -59,7 +59,7 @@ class VQARow(_Row):
     image: ImageRef
     question: str
     answer: str | list[str]
-    answer_type: Literal["multiple_choice", "yes_no", "number", "open", "anls", "math"]
+    answer_type: Literal["multiple_choice", "yes_no", "number", "open", "anls", "math", "relaxed", "mathvista"]
     choices: list[str] | None = None
     source: str
     rationale: str | None = None

@@ -10,13 +10,13 @@ documents). Layouts, fields and splits: ../shared/docs/BENCHMARKS.md (from the b
 | format | official files (path) | images | answer type |
 |---|---|---|---|
 | aokvqa | aokvqa_v1p0_<split>.json (a list) | COCO: image_root/<split>2017/<image_id:012d>.jpg | multiple_choice |
-| chartqa | test/ folder or test_{human,augmented}.json (list, or {"data": list}) | <folder>/png/<imgname> | number (relaxed) |
+| chartqa | test/ folder or test_{human,augmented}.json (list, or {"data": list}) | <folder>/png/<imgname> | relaxed |
 | scienceqa | folder with problems.json + pid_splits.json; image questions only | images/<split>/<pid>/image.png | multiple_choice |
 | ai2d | ai2d/ folder (questions/*.png.json, ai2d_test_ids.csv for split test) | images/<n>.png | multiple_choice |
 | docvqa | val_v1.0.json ({"data": [...]}) | relative to the file's folder | anls |
 | infovqa | infographicsVQA_val_v1.0_withQT.json | image_root (default <folder>/infographicsvqa_images) | anls |
 | textvqa | TextVQA_0.5.1_val.json | image_root (default <folder>/train_images)/<image_id>.jpg | open (10-answer VQA accuracy) |
-| mathvista | testmini.json (pid -> record) | relative to the file's folder | multiple_choice / math / open |
+| mathvista | testmini.json (pid -> record) | relative to the file's folder | multiple_choice / mathvista |
 
 Ids are `<benchmark>-<the benchmark's own question id>` where it has one, else `<benchmark>-<split>-<index>`
 (a record without its id gets a content hash, readers.record_id).
@@ -142,7 +142,7 @@ def read_chartqa(source: DataSource) -> Iterator[dict[str, Any]]:
         for i, rec in enumerate(_parquet_rows(files)):
             kind = _chart_kind(str(rec.get("type") or ""))
             yield _row("chartqa", f"{source.split}-{i}", _hf_image(rec.get("image")), rec.get("question"),
-                       rec.get("answer"), "number", tags=[f"chartqa:{kind}"])
+                       rec.get("answer"), "relaxed", tags=[f"chartqa:{kind}"])
         return
     path = Path(source.path or "")
     names = [n for s in SPLIT_NAMES[source.split] for n in (f"{s}_human.json", f"{s}_augmented.json")]
@@ -154,7 +154,7 @@ def read_chartqa(source: DataSource) -> Iterator[dict[str, Any]]:
         images = Path(source.image_root) if source.image_root else file.parent / "png"
         for i, rec in enumerate(_records(_load_json(file))):
             yield _row("chartqa", f"{kind}-{i}", _image_path(images, str(rec.get("imgname", ""))), rec.get("query"),
-                       rec.get("label"), "number", tags=[f"chartqa:{kind}"])
+                       rec.get("label"), "relaxed", tags=[f"chartqa:{kind}"])
 
 
 # --- ScienceQA (image questions) ----------------------------------------------------------------------------
@@ -253,21 +253,17 @@ read_textvqa = _document_reader(
 # --- MathVista ----------------------------------------------------------------------------------------------
 
 def mathvista_row(rec: dict[str, Any], image: Any) -> dict[str, Any]:
-    """Multiple choice: the gold is stored as the choice's text; the row's answer is its letter. Free form: `math`
-    (numbers compared by value; MathVista's own rule rounds to `precision` places first, see README.md
-    (Benchmarks)), or `open` for text answers. The unit, when there is one, is said in the question."""
+    """Multiple choice: the gold is stored as the choice's text; the row's answer is its letter. Free form: the
+    `mathvista` type (MathVista's own scorer, with the gold's decimals as its `precision`, so parquet's float64
+    precision is never needed). The unit, when there is one, is said in the question."""
     question, answer, choices = rec.get("question"), rec.get("answer"), rec.get("choices")
-    answer_type = rec.get("answer_type") or "text"
-    tags = [f"mathvista:{rec.get('question_type')}", f"mathvista:{answer_type}"]
-    if rec.get("precision") is not None:
-        tags.append(f"precision:{int(rec['precision'])}")  # parquet stores it as float64
+    tags = [f"mathvista:{rec.get('question_type')}", f"mathvista:{rec.get('answer_type') or 'text'}"]
     if rec.get("question_type") == "multi_choice" and choices:
         letter = _letter(choices.index(answer)) if answer in choices else None
         return _row("mathvista", rec.get("pid"), image, question, letter, "multiple_choice", choices=choices, tags=tags)
     if rec.get("unit") and isinstance(question, str):
         question = f"{question} (Unit: {rec['unit']})"
-    kind = "math" if answer_type in ("integer", "float") else "open"
-    return _row("mathvista", rec.get("pid"), image, question, answer, kind, tags=tags)
+    return _row("mathvista", rec.get("pid"), image, question, answer, "mathvista", tags=tags)
 
 
 def read_mathvista(source: DataSource) -> Iterator[dict[str, Any]]:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 EVAL_SUMMARY = "summary.json"
 # What each answer type's score is called in a table (the benchmark's own metric).
 METRIC_NAMES = {"multiple_choice": "accuracy", "yes_no": "accuracy", "number": "relaxed accuracy", "open": "VQA accuracy",
-                "anls": "ANLS", "math": "accuracy"}
+                "anls": "ANLS", "math": "accuracy", "relaxed": "relaxed accuracy", "mathvista": "accuracy"}
 
 
 @dataclass(frozen=True)

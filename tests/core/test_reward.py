@@ -360,3 +360,27 @@ def test_reward_stage_scores_direct_style_whole():
              "answer_type": np.array(["yes_no", "yes_no"], dtype=object), "style": np.array(["direct", "cot"], dtype=object)}
     out = score_batch(batch)
     assert list(out["correct"]) == [True, False] and list(out["reason"]) == [None, "unparsed"]
+
+
+@pytest.mark.parametrize("reply, gold, right", [
+    # ChartQA's relaxed_correctness (pix2struct / lmms-eval), worked by hand
+    ("42.5", "42.5", True), ("44", "42.5", True),  # |44 - 42.5| / 42.5 = 3.5%
+    ("45", "42.5", False),  # 5.9%
+    ("18%", "0.18", True), ("18", "18%", False),  # a % divides by 100 on either side
+    ("0", "0", True), ("0.0", "0", False),  # a gold of 0 is compared as text
+    ("republicans", "Republicans", True), ("Democrats", "Republicans", False),
+])
+def test_relaxed_is_chartqas_own_rule(reply, gold, right):
+    result = score(f"reasoning\n### Answer: {reply}", gold, "relaxed")
+    assert result.correct is right and result.value == float(right)
+
+
+@pytest.mark.parametrize("reply, gold, right", [
+    # MathVista's calculate_score.py normalisation, worked by hand
+    ("7.53", "7.5", True), ("7.56", "7.5", False),  # round(x, 1) with the gold's one decimal
+    ("1.449", "1.45", True), ("1.4", "1.45", False),
+    ("5.7", "5", True), ("5", "5", True), ("6", "5", False),  # integers: str(int(float(x))), a truncation
+    ("five", "5", False), ("[1, 2]", "[1, 2]", True), ("[1,2]", "[1, 2]", False),  # a list is compared as written
+])
+def test_mathvista_is_mathvistas_own_rule(reply, gold, right):
+    assert score(f"### Answer: {reply}", gold, "mathvista").correct is right

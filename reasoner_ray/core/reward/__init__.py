@@ -1,10 +1,10 @@
 """The reward: extract a response's final answer and score it with its answer type's benchmark metric.
 
 Answer types live in a registry filled by `@register("name")`; importing this package registers the built-in
-ones (multiple_choice, yes_no, number, open, anls, math). README.md (Reward) states each type's rule.
+ones (multiple_choice, yes_no, number, open, anls, math, and the benchmarks' own relaxed and mathvista). README.md (Reward) states each type's rule.
 """
 
-from reasoner_ray.core.reward import choice, math_answer, numeric, text  # noqa: F401  (they register themselves)
+from reasoner_ray.core.reward import choice, math_answer, numeric, reference_rules, text  # noqa: F401  (they register)
 from reasoner_ray.core.reward.base import (
     GOLD_ERROR,
     NOT_AN_OPTION,
