@@ -6,7 +6,8 @@ with its benchmark's metric; prints the paper-style table (benchmarks x styles, 
         --endpoint https://api.openai.com/v1 --endpoint-model gpt-4o-2024-05-13
 
 Benchmarks: the config's `evaluate.benchmarks` (name -> data source), else `data.eval`. Styles, max_tokens:
-the `eval` section. Output (--out, default <run.dir>/evaluate/<model>): one folder per benchmark (replies,
+the `eval` section. With `eval.samples=N --reference <the DPO reference folder>`, N sampled CoT chains per
+question are also ranked by the model's implicit reward (the verifier) against majority voting. Output (--out, default <run.dir>/evaluate/<model>): one folder per benchmark (replies,
 scores, summary.json), table.md, results.json (per benchmark and group, tokens, cost for a priced endpoint),
 replies.jsonl (every scored reply). Rerunning resumes: finished benchmarks are read back, and an endpoint's
 replies come from the cache (<out>/cache, or evaluate.cache_dir), so nothing is sent twice.
@@ -14,6 +15,7 @@ replies come from the cache (<out>/cache, or evaluate.cache_dir), so nothing is 
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -27,6 +29,9 @@ def _arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="model folder (default: model.path or the tiny model)")
     parser.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL (sets evaluate.endpoint.base_url)")
     parser.add_argument("--endpoint-model", default=None, help="the model name the endpoint serves")
+    parser.add_argument("--reference", default=None,
+                        help="the DPO reference model folder: with eval.samples > 0, rank the sampled chains by the "
+                             "implicit reward (the verifier) against majority voting")
     parser.add_argument("--out", default=None, help="output folder")
 
 
@@ -43,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 def _evaluate(config, args) -> int:
     from reasoner_ray.core.errors import PreflightError
     from reasoner_ray.models.loading import resolve_model_path
-    from reasoner_ray.pipeline.evaluation import (EndpointBackend, ModelBackend, benchmark_sources, evaluate_benchmarks,
-                                                  paper_table)
+    from reasoner_ray.pipeline.evaluation import EndpointBackend, ModelBackend, benchmark_sources, evaluate_benchmarks
     from reasoner_ray.pipeline.preflight import check_model, check_sources
     from reasoner_ray.ray_utils import init_ray
 
@@ -65,9 +69,14 @@ def _evaluate(config, args) -> int:
         backend = ModelBackend(path)
     named = "evaluate.benchmarks." if config.evaluate.benchmarks else "data."
     check_sources({f"{named}{name}": source for name, source in benchmark_sources(config).items()})
+    if config.eval.samples > 0 and not (args.reference and isinstance(backend, ModelBackend)):
+        logging.getLogger("evaluate").warning(
+            "eval.samples > 0 is left out: the verifier needs a model folder (--model) and its DPO reference (--reference)")
+    if args.reference:
+        check_model(config, args.reference, f"--reference {args.reference}")
     init_ray()
-    results = evaluate_benchmarks(config, backend, out)
-    print("\n" + paper_table(results, list(config.eval.styles)))
+    results = evaluate_benchmarks(config, backend, out, args.reference)
+    print("\n" + (out / "table.md").read_text().split("\n", 2)[2])
     print(f"\nresults: {out / 'results.json'}\ntable: {out / 'table.md'}")
     return 0
 

@@ -84,6 +84,7 @@ class EvalResult:
     replies: int
     summary: dict[str, dict]
     tokens: dict[str, int] = field(default_factory=dict)  # prompt / completion, and cached replies
+    verifier: dict[str, dict] = field(default_factory=dict)  # method -> accuracy (eval.samples + a reference)
 
 
 def questions_of(source: DataSource):
@@ -207,12 +208,37 @@ def load_result(folder: Path) -> EvalResult:
     """A completed benchmark folder (resume): its summary and counts, read back."""
     summary = json.loads((folder / EVAL_SUMMARY).read_text())
     meta = json.loads((folder / "result.json").read_text())
-    return EvalResult(meta["questions"], meta["replies"], summary, meta.get("tokens", {}))
+    return EvalResult(meta["questions"], meta["replies"], summary, meta.get("tokens", {}), meta.get("verifier", {}))
 
 
-def evaluate_benchmarks(config: Config, backend, out_dir: Path) -> dict[str, EvalResult]:
+def verify_source(config: Config, policy: str, reference: str, source: DataSource, out: Path) -> dict[str, dict]:
+    """The verify stage (N sampled CoT chains ranked by the implicit reward of `policy` against `reference`,
+    vs majority voting) on one benchmark; returns {method: accuracy, vs majority}."""
+    from reasoner_ray.pipeline.runner import StageIO
+    from reasoner_ray.pipeline.verify_stage import verify_stage
+
+    on_source = config.model_copy(update={"data": config.data.model_copy(update={"eval": source})})
+    out.mkdir(parents=True, exist_ok=True)
+    counts = verify_stage(on_source, policy, reference, 0)(StageIO("verify", out, out / "work", None))
+    return counts.extra["summary"]
+
+
+def verifier_table(results: dict[str, EvalResult]) -> str:
+    from reasoner_ray.core.verifier import METHODS
+
+    lines = ["| benchmark | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
+    for name, res in results.items():
+        if res.verifier:
+            cells = [f"{100 * res.verifier[m]['accuracy']:.1f}" if m in res.verifier else "-" for m in METHODS]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def evaluate_benchmarks(config: Config, backend, out_dir: Path, reference: str | None = None) -> dict[str, EvalResult]:
     """Every benchmark of `evaluate.benchmarks` (or data.eval) under out_dir/<name>/; a benchmark whose folder
-    is complete is read back, not redone. Writes table.md, results.json and replies.jsonl in out_dir."""
+    is complete is read back, not redone. With `eval.samples` > 0 and a `reference` model folder (a model-folder
+    backend only: the verifier needs log-probs), each benchmark also gets the verifier's comparison.
+    Writes table.md, results.json and replies.jsonl in out_dir."""
     import shutil
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,11 +252,16 @@ def evaluate_benchmarks(config: Config, backend, out_dir: Path) -> dict[str, Eva
         shutil.rmtree(folder, ignore_errors=True)
         log.info("benchmark %s: %s (%s) with %s", name, source.format, source.path or source.split, backend.name)
         res = evaluate_source(config, backend, source, folder)
+        if config.eval.samples > 0 and reference and isinstance(backend, ModelBackend):
+            res.verifier = verify_source(config, backend.path, reference, source, folder / "verify")
         (folder / "result.json").write_text(json.dumps({"questions": res.questions, "replies": res.replies,
-                                                         "tokens": res.tokens}))
+                                                         "tokens": res.tokens, "verifier": res.verifier}))
         results[name] = res
     styles = list(config.eval.styles)
     table = paper_table(results, styles)
+    verifiers = verifier_table(results)
+    if verifiers:
+        table += f"\n\nThe model as a verifier of {config.eval.samples} sampled CoT chains (accuracy, %):\n\n{verifiers}"
     (out_dir / "table.md").write_text(f"# Evaluation of {backend.name}\n\n{table}\n")
     with (out_dir / "replies.jsonl").open("w") as fh:
         replies = sum(export_replies(out_dir / name, name, fh) for name in results)
@@ -238,7 +269,8 @@ def evaluate_benchmarks(config: Config, backend, out_dir: Path) -> dict[str, Eva
     for res in results.values():
         tokens.update(res.tokens)
     report = {"model": backend.name, "benchmarks": {n: {"questions": r.questions, "replies": r.replies,
-                                                         "summary": r.summary, "tokens": r.tokens}
+                                                         "summary": r.summary, "tokens": r.tokens,
+                                                         "verifier": r.verifier}
                                                      for n, r in results.items()},
               "replies": replies, "tokens": dict(tokens)}
     if isinstance(backend, EndpointBackend):

@@ -63,3 +63,28 @@ def test_endpoint_evaluation_table_replies_and_resume(tmp_path):
         redone = _evaluate(out, endpoint.base_url, config)
         assert redone.returncode == 0 and len(_requests(log)) == len(sent)  # redone from the cache
         assert json.loads((out / "results.json").read_text())["benchmarks"]["shapes"]["tokens"]["cached_replies"] == 24
+
+
+def test_model_folder_with_verifier_and_clear_errors(tmp_path, tiny_qwen2_vl):
+    """A model folder with eval.samples and a reference: the paper table and the verifier table; a missing
+    benchmark file is named before anything runs."""
+    config = tmp_path / "bench.yaml"
+    config.write_text("evaluate:\n  benchmarks:\n    shapes: {format: easy_vqa, split: test, limit: 6}\n"
+                      "eval: {max_tokens: 16, samples: 2}\nrollout: {max_model_len: 512, kv_cache_gib: 0.5}\n")
+    out = tmp_path / "eval"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    run = subprocess.run([sys.executable, "jobs/evaluate.py", "--config", str(config), "--model", tiny_qwen2_vl,
+                          "--reference", tiny_qwen2_vl, "--out", str(out), f"run.dir={tmp_path}"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert re.search(r"\| shapes \| (VQA )?accuracy \| 6 \| ", run.stdout)
+    assert "The model as a verifier of 2 sampled CoT chains" in run.stdout and "| shapes | " in run.stdout.split("verifier")[-1]
+    verifier = json.loads((out / "results.json").read_text())["benchmarks"]["shapes"]["verifier"]
+    assert {"majority", "best_of_n_sum", "oracle"} <= set(verifier)  # policy == reference: every reward is 0
+
+    missing = subprocess.run([sys.executable, "jobs/evaluate.py", "--model", tiny_qwen2_vl, "--out", str(out),
+                              "evaluate.benchmarks={chart: {format: chartqa, split: test, path: /nonexistent}}"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1].startswith(
+        "error: evaluate.benchmarks.chart (format chartqa, path /nonexistent): data path /nonexistent does not exist")
