@@ -34,15 +34,11 @@ class TrainResult:
 
 
 def _reduce_mean(values: dict[str, float]) -> dict[str, float]:
-    import torch
-    import torch.distributed as dist
+    from reasoner_ray.train.collectives import all_reduce_sum, world_size
 
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t)
-        t /= dist.get_world_size()
-    return dict(zip(keys, t.tolist()))
+    sums = all_reduce_sum([values[k] for k in keys])
+    return {k: v / world_size() for k, v in zip(keys, sums)}
 
 
 def _save_checkpoint(engine, state: dict[str, Any], rank: int, history: list, processor=None, export=None):

@@ -1,9 +1,12 @@
 """Reference log-probs, computed once per round without gradients and stored in the preference rows.
 
 DPO then holds no reference model: `ref_chosen_logp` / `ref_rejected_logp` of each PreferenceRow are the summed
-token log-probs of each response under the reference, with the same chat template, truncation and prompt
-sharing as training. A reference folder holding a LoRA adapter (peft: `adapter_config.json`) is scored as the
-policy with the adapter disabled, i.e. its base model.
+token log-probs of each response under the reference, with the same chat template, truncation, dtype and prompt
+sharing (`steps.dpo_shares_prompt`) as the policy in training, so z = 0 on equal weights. The pairs are split
+into `train.num_workers` shards scored by Ray tasks, each on one GPU when `train.use_gpu` (the model and the
+batches on that GPU), else on its share of the node's CPU cores; the driver only filters and merges.
+A reference folder holding a LoRA adapter (peft: `adapter_config.json`) is scored as the policy with the
+adapter disabled, i.e. its base model.
 
     from reasoner_ray.train.reference import compute_reference_logps
     counts = compute_reference_logps(config, "runs/x/sft/model", "pairs.jsonl", "pairs_ref.jsonl")
@@ -22,17 +25,24 @@ from reasoner_ray.core.rows import PreferenceRow
 log = logging.getLogger(__name__)
 
 
+def _base_path(path: str) -> str:
+    """The folder holding the processor: a LoRA adapter's base model, else the folder itself."""
+    adapter = Path(path) / "adapter_config.json"
+    if adapter.is_file():
+        import json
+
+        return json.loads(adapter.read_text())["base_model_name_or_path"]
+    return path
+
+
 def load_reference(path: str, dtype: str = "auto"):
     """(model, processor, context) where `context()` switches the model into its reference behaviour."""
     from reasoner_ray.models.loading import load_model_and_processor
 
     if (Path(path) / "adapter_config.json").is_file():
-        import json
-
         from peft import PeftModel
 
-        base = json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
-        model, processor = load_model_and_processor(base, dtype)
+        model, processor = load_model_and_processor(_base_path(path), dtype)
         model = PeftModel.from_pretrained(model, path)
         return model, processor, model.disable_adapter
     model, processor = load_model_and_processor(path, dtype)
@@ -40,20 +50,60 @@ def load_reference(path: str, dtype: str = "auto"):
 
 
 def reference_logps(model, encoder, examples: list[dict], batch_size: int, max_length: int, share_prompt: bool):
-    """[(chosen_logp, rejected_logp)] per example, no gradients."""
+    """[(chosen_logp, rejected_logp)] per example, no gradients, on the model's device."""
     import torch
 
     from reasoner_ray.train.collate import collate_pairs
     from reasoner_ray.train.logprobs import pair_logps
 
     model.eval()
+    device = next(model.parameters()).device
     out: list[tuple[float, float]] = []
     with torch.inference_mode():
         for start in range(0, len(examples), batch_size):
             batch = collate_pairs(encoder, examples[start:start + batch_size], max_length)
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             chosen, rejected = pair_logps(model, batch, encoder.pad_id, share_prompt=share_prompt)
-            out += list(zip(chosen.tolist(), rejected.tolist()))
+            out += list(zip(chosen.float().cpu().tolist(), rejected.float().cpu().tolist()))
     return out
+
+
+def score_shard(config_tree: dict, ref_model_path: str, examples: list[dict], threads: int) -> list[tuple[float, float]]:
+    """One shard of the reference pass, in a Ray task: the reference on this task's GPU (train.use_gpu) or CPU."""
+    import torch
+
+    from reasoner_ray.train.collate import VLMEncoder
+    from reasoner_ray.train.steps import dpo_shares_prompt
+
+    config = Config.model_validate(config_tree)
+    if not config.train.use_gpu:
+        torch.set_num_threads(threads)
+    model, processor, reference_mode = load_reference(ref_model_path, config.model.dtype)
+    if config.train.use_gpu:
+        model.to(torch.device("cuda", torch.cuda.current_device()))
+    with reference_mode():
+        return reference_logps(model, VLMEncoder(processor), examples, config.dpo.ref_batch_size,
+                               config.train.max_length, dpo_shares_prompt(config))
+
+
+def _sharded_logps(config: Config, ref_model_path: str, examples: list[dict]) -> list[tuple[float, float]]:
+    import os
+
+    import ray
+
+    from reasoner_ray.ray_utils import init_ray
+
+    init_ray()
+    shards = max(1, min(config.train.num_workers, len(examples)))
+    threads = max(1, (os.cpu_count() or 1) // shards)
+    task = ray.remote(score_shard).options(num_cpus=1, num_gpus=1 if config.train.use_gpu else 0)
+    tree = config.model_dump(mode="json")
+    futures = [task.remote(tree, ref_model_path, examples[i::shards], threads) for i in range(shards)]
+    results = ray.get(futures)
+    merged: list[tuple[float, float]] = [(0.0, 0.0)] * len(examples)
+    for i, shard in enumerate(results):
+        merged[i::shards] = shard
+    return merged
 
 
 def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str, out_path: str) -> dict[str, int]:
@@ -61,14 +111,13 @@ def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str
     from reasoner_ray.train.collate import VLMEncoder, fit_filter
     from reasoner_ray.train.data import preference_examples, read_rows, write_rows
 
+    from transformers import AutoProcessor
+
     counts: Counter = Counter()
     rows = read_rows(pairs_path, PreferenceRow)
-    model, processor, reference_mode = load_reference(ref_model_path, config.model.dtype)
-    encoder = VLMEncoder(processor)
+    encoder = VLMEncoder(AutoProcessor.from_pretrained(_base_path(ref_model_path)))
     examples = fit_filter(encoder, preference_examples(rows), config.train.max_length, counts)
-    with reference_mode():
-        logps = reference_logps(model, encoder, examples, config.dpo.ref_batch_size, config.train.max_length,
-                                config.dpo.share_prompt)
+    logps = _sharded_logps(config, ref_model_path, examples) if examples else []
     scored = [rows[ex["index"]].model_copy(update={"ref_chosen_logp": c, "ref_rejected_logp": r})
               for ex, (c, r) in zip(examples, logps)]
     write_rows(scored, out_path)

@@ -34,17 +34,17 @@ def target_tokens(labels) -> int:
 def token_share(local_tokens: int, accumulation: int) -> float:
     """The step's target tokens summed over ranks, over accumulation x ranks: the `sft_loss` divisor that makes
     DeepSpeed's average of micro-batch losses (over accumulation steps and ranks) a mean over all tokens."""
-    import torch
-    import torch.distributed as dist
+    from reasoner_ray.train.collectives import all_reduce_sum, world_size
 
-    total, world = float(local_tokens), 1
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        world = dist.get_world_size()
-        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-        t = torch.tensor([total], dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        total = float(t.item())
-    return max(total, 1.0) / (accumulation * world)
+    total = all_reduce_sum([float(local_tokens)])[0]
+    return max(total, 1.0) / (accumulation * world_size())
+
+
+def dpo_shares_prompt(config) -> bool:
+    """Whether the DPO log-probs run the prompt once per pair (a KV cache, which gradient checkpointing does not
+    keep). The policy and the reference pass both ask here, so they take the same numeric path: z = 0 on equal
+    weights."""
+    return config.dpo.share_prompt and not config.train.gradient_checkpointing
 
 
 def _sft_loss(model, batch, encoder, config, token_share=None):
@@ -57,8 +57,7 @@ def _sft_loss(model, batch, encoder, config, token_share=None):
 def _dpo_loss(model, batch, encoder, config, token_share=None):
     if "ref_chosen_logps" not in batch:
         raise ValueError("DPO batch has no reference log-probs: run compute_reference_logps first")
-    share = config.dpo.share_prompt and not config.train.gradient_checkpointing  # sharing needs the KV cache
-    chosen, rejected = pair_logps(model, batch, encoder.pad_id, share_prompt=share)
+    chosen, rejected = pair_logps(model, batch, encoder.pad_id, share_prompt=dpo_shares_prompt(config))
     tokens = batch["completion_mask"].sum(1).to(chosen.dtype)
     logps = PairLogps(chosen, rejected, batch["ref_chosen_logps"].to(chosen.dtype),
                       batch["ref_rejected_logps"].to(chosen.dtype), tokens[0::2], tokens[1::2])

@@ -93,7 +93,8 @@ def _perturbed_copy(path: str, out) -> str:
 
 
 @pytest.mark.slow  # TRL's trainer plus three model loads: about 30 s on a shared 2-core box
-def test_first_batch_equals_trl_dpo_trainer(tiny_qwen2_vl, tmp_path):
+@pytest.mark.ray  # the reference pass runs as Ray tasks
+def test_first_batch_equals_trl_dpo_trainer(tiny_qwen2_vl, tmp_path, ray_local):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 

@@ -1,0 +1,86 @@
+"""The GPU path's invariants, checked on the CPU: the reference pass takes the policy's numeric path (z = 0 on
+equal weights under every share_prompt x gradient_checkpointing combination); the sharded reference pass (Ray
+tasks, one per worker) gives the same numbers as one pass; every collective of the training path goes through
+collectives.py, which puts its tensor on the current CUDA device under NCCL."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_pairs
+from reasoner_ray.core.config import build_config
+from reasoner_ray.train.collate import VLMEncoder, collate_pairs
+from reasoner_ray.train.data import preference_examples, read_rows, write_rows
+from reasoner_ray.train.logprobs import pair_logps
+from reasoner_ray.train.model_setup import prepare_model
+from reasoner_ray.train.reference import score_shard
+from reasoner_ray.train.steps import dpo_shares_prompt
+
+TRAIN = Path(__file__).resolve().parents[2] / "reasoner_ray" / "train"
+
+
+@pytest.mark.parametrize("share_prompt", [True, False])
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_reference_and_policy_give_z_zero_on_equal_weights(tiny_qwen2_vl, share_prompt, checkpointing):
+    config = build_config({}, [f"dpo.share_prompt={share_prompt}", f"train.gradient_checkpointing={checkpointing}",
+                               "dpo.beta=0.1"])
+    examples = preference_examples(make_pairs(3))
+    reference = score_shard(config.model_dump(mode="json"), tiny_qwen2_vl, examples, threads=2)
+    policy, processor = prepare_model(tiny_qwen2_vl, config.model.dtype, config.train, False, False)  # train mode
+    encoder = VLMEncoder(processor)
+    batch = collate_pairs(encoder, examples, config.train.max_length)
+    chosen, rejected = pair_logps(policy, batch, encoder.pad_id, share_prompt=dpo_shares_prompt(config))
+    z = config.dpo.beta * ((chosen - torch.tensor([c for c, _ in reference], dtype=chosen.dtype))
+                           - (rejected - torch.tensor([r for _, r in reference], dtype=rejected.dtype)))
+    assert torch.allclose(z, torch.zeros_like(z), atol=1e-5), z
+
+
+@pytest.mark.ray
+def test_sharded_reference_pass_equals_one_pass(tiny_qwen2_vl, tmp_path, ray_local):
+    from reasoner_ray.core.rows import PreferenceRow
+    from reasoner_ray.train.reference import compute_reference_logps
+
+    config = build_config({}, ["train.num_workers=2"])
+    pairs = make_pairs(5)
+    write_rows(pairs, tmp_path / "pairs.jsonl")
+    compute_reference_logps(config, tiny_qwen2_vl, str(tmp_path / "pairs.jsonl"), str(tmp_path / "ref.jsonl"))
+    sharded = [(r.ref_chosen_logp, r.ref_rejected_logp) for r in read_rows(tmp_path / "ref.jsonl", PreferenceRow)]
+    whole = score_shard(config.model_dump(mode="json"), tiny_qwen2_vl, preference_examples(pairs), threads=2)
+    assert [r.question_id for r in read_rows(tmp_path / "ref.jsonl", PreferenceRow)] == [p.question_id for p in pairs]
+    flat = lambda pairs: [v for pair in pairs for v in pair]  # noqa: E731
+    assert flat(sharded) == pytest.approx(flat(whole), abs=1e-5)
+
+
+DIST_MODULES = {"dist", "torch.distributed", "deepspeed.comm", "comm"}  # names the training code imports them as
+COLLECTIVES = {"all_reduce", "all_gather", "broadcast", "reduce", "reduce_scatter", "all_to_all", "gather", "scatter",
+               "all_gather_into_tensor", "reduce_scatter_tensor"}
+
+
+def test_every_collective_of_the_training_path_goes_through_collectives_py():
+    calls = []
+    for path in TRAIN.glob("*.py"):
+        if path.name == "collectives.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in COLLECTIVES
+                    and ast.unparse(node.func.value) in DIST_MODULES):
+                calls.append(f"{path.name}:{node.lineno} {ast.unparse(node.func)}")
+    assert not calls, f"collectives outside collectives.py (a CPU tensor there would fail under NCCL): {calls}"
+
+
+def test_collective_tensors_go_to_the_cuda_device_under_nccl(monkeypatch):
+    import torch.distributed as dist
+
+    from reasoner_ray.train import collectives
+
+    assert collectives.collective_device() == torch.device("cpu") and collectives.all_reduce_sum([1.5]) == [1.5]
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_backend", lambda: "nccl")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert collectives.collective_device() == torch.device("cuda", 3)
+    monkeypatch.setattr(dist, "get_backend", lambda: "gloo")
+    assert collectives.collective_device() == torch.device("cpu")
