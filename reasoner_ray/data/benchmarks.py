@@ -5,7 +5,7 @@ parquet layout (lmms-lab / HuggingFaceM4 / AI4Math copies, images embedded as by
 recognised from it (a `.parquet` file or a folder holding them -> parquet, else the official files). Every record
 becomes a raw row for `readers.to_row`: the answer type picks the metric (reward registry) and the prompt wording
 (core/prompts.py: letters for multiple choice, no unit or % for charts, a phrase copied from the image for
-documents). Layouts, fields and splits: ../shared/docs/BENCHMARKS.md (from the benchmarks' own code and cards).
+documents). Layouts, fields and splits follow each benchmark's own loading code and dataset card.
 
 | format | official files (path) | images | answer type |
 |---|---|---|---|
