@@ -1,7 +1,8 @@
 """Teacher calls: the `openai` async client with retries, a per-call timeout, a concurrency cap and rate limits.
 
 The client is built with `max_retries=0` so tenacity alone decides: exponential backoff with jitter on 429,
-5xx, timeouts and connection errors, never shorter than the server's Retry-After. The concurrency semaphore is
+5xx, timeouts, connection errors and 200s whose body is not a chat completion (cut off, another schema), never
+shorter than the server's Retry-After. The concurrency semaphore is
 held only while a request is on the wire (not while backing off). A call that finally fails returns a
 `CallResult` with a reason tag instead of raising, so one bad row never fails the job.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import math
 import os
 import socket
@@ -92,8 +94,21 @@ class CallResult:
                    prompt_tokens=hit.get("prompt_tokens", 0), completion_tokens=hit.get("completion_tokens", 0))
 
 
+class BadResponse(ValueError):
+    """A 200 whose body is not a chat completion (another schema, no choices): retried like a 5xx."""
+
+
+def checked_completion(response: Any) -> Any:
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices or getattr(choices[0], "message", None) is None:
+        raise BadResponse("the reply is not a chat completion (no choices[0].message)")
+    return response
+
+
 def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, (openai.APIConnectionError, TimeoutError, openai.InternalServerError)):
+    # A body cut off or of another schema is a transport fault (a proxy, an overloaded server), not the row's.
+    if isinstance(exc, (openai.APIConnectionError, TimeoutError, openai.InternalServerError, BadResponse,
+                        json.JSONDecodeError, openai.APIResponseValidationError)):
         return True
     return isinstance(exc, openai.APIStatusError) and exc.status_code in RETRYABLE_STATUS
 
@@ -186,7 +201,9 @@ class TeacherCaller:
             # `post` sends the body as is: the messages are already wire-format JSON, and the typed `create()`
             # would re-walk every message part (1.5 ms of CPU per request, half of the client's cost here).
             body = {"model": s.model, "messages": messages, **sampling}
-            return await asyncio.wait_for(self.client.post("/chat/completions", cast_to=ChatCompletion, body=body), s.timeout_s)
+            response = await asyncio.wait_for(self.client.post("/chat/completions", cast_to=ChatCompletion, body=body),
+                                              s.timeout_s)
+            return checked_completion(response)
 
     async def call(self, messages: list[dict[str, Any]], sampling: dict[str, Any] | None = None) -> CallResult:
         """One chat completion with the settings' sampling, or `sampling` for this call."""

@@ -6,7 +6,7 @@ phrasings (`phrasing.py`) ending in `### Answer: <answer>` (a letter for multipl
 quickstart use it in place of a paid teacher; knobs inject the faults a real endpoint shows.
 
 Run:  python -m reasoner_ray.teacher.server --data easy_vqa:train --port 8301 \
-          [--latency-ms 500] [--p429 0.2 --p5xx 0.05 --ptimeout 0.05 --pmalformed 0.05 --pwrong 0.1] \
+          [--latency-ms 500] [--p429 0.2 --p5xx 0.05 --ptimeout 0.05 --pbadbody 0.05] [--pmalformed 0.05 --pwrong 0.1] \
           [--request-log requests.jsonl] [--model-name local-teacher] [--api-key-env TEACHER_API_KEY]
 Endpoints: POST /v1/chat/completions, GET /v1/models, GET /health. Like a real endpoint it answers 404 to a model
 name other than --model-name and, with --api-key-env, 401 to a missing or wrong key. Every request received is
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from reasoner_ray.core import digit_tasks
 from reasoner_ray.core.prompts import ANSWER_MARKER, gold_for_response, question_text
@@ -53,6 +53,10 @@ class TeacherSettings:
 
 class BadRequest(ValueError):
     pass
+
+
+BAD_BODIES = ('{"id": "chatcmpl-x", "object": "chat.completion", "choices": [{"index": 0, "mess',
+              '{"object": "list", "data": []}')
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -165,6 +169,10 @@ def build_app(index: AnnotationIndex, settings: TeacherSettings, request_log: Te
             log_request(key, attempt, "timeout", fault)
             await asyncio.sleep(settings.hang_s)
             return _error(504, "held past the client's timeout (injected)", "server_error")
+        if fault == "badbody":  # a 200 whose body is cut off, or of another schema (a misbehaving proxy)
+            log_request(key, attempt, 200, fault)
+            body = BAD_BODIES[attempt % len(BAD_BODIES)]
+            return Response(body, status_code=200, media_type="application/json")
         try:
             image, text = _image_and_text(list(body.get("messages") or []))
             entry = index.lookup(image)
@@ -208,7 +216,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--hang-s", type=float, default=30.0, help="how long an injected timeout holds a request")
     p.add_argument("--retry-after-s", type=float, default=1.0)
-    for name in ("p429", "p5xx", "ptimeout", "pmalformed", "pwrong"):
+    for name in ("p429", "p5xx", "ptimeout", "pbadbody", "pmalformed", "pwrong"):
         p.add_argument(f"--{name}", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--request-log", default=None, help="append one JSON line per request received")
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     args = parse_args(argv)
-    plan = FaultPlan(args.p429, args.p5xx, args.ptimeout, args.pmalformed, args.pwrong, args.seed)
+    plan = FaultPlan(args.p429, args.p5xx, args.ptimeout, args.pbadbody, args.pmalformed, args.pwrong, args.seed)
     api_key = None
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env)

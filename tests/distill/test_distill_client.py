@@ -104,3 +104,21 @@ def test_timeout_ends_in_a_recorded_reason(tmp_path_factory, rows):
         (result,), elapsed = _call_all(_settings(teacher.base_url, timeout_s=0.3, max_retries=1), messages)
     assert (result.error, result.attempts) == ("teacher_timeout", 2)
     assert elapsed < 3
+
+
+def test_a_200_whose_body_is_not_a_completion_is_retried_like_a_5xx(tmp_path_factory, rows):
+    # Every attempt gets a bad body (cut-off JSON, then another schema): retried within the budget, then recorded.
+    teacher, log = _teacher(tmp_path_factory, "badbody", pbadbody=1.0)
+    with teacher:
+        messages = [teacher_messages(rows[0], to_data_url(rows[0].image), include_answer=True)]
+        (result,), _ = _call_all(_settings(teacher.base_url, max_retries=2), messages)
+    assert (result.error, result.attempts) == ("teacher_bad_response", 3)
+    assert [json.loads(line)["fault"] for line in log.read_text().splitlines()] == ["badbody"] * 3
+    # Half the attempts bad: every row is answered within the retry budget.
+    teacher, log = _teacher(tmp_path_factory, "badbody-half", pbadbody=0.5)
+    with teacher:
+        messages = [teacher_messages(r, to_data_url(r.image), include_answer=True) for r in rows]
+        results, _ = _call_all(_settings(teacher.base_url, max_retries=8), messages)
+    faults = [json.loads(line)["fault"] for line in log.read_text().splitlines()]
+    assert all(r.error is None for r in results) and faults.count("badbody") > 0
+    assert sum(r.attempts for r in results) == len(faults)

@@ -72,3 +72,22 @@ def test_fault_mix_every_row_accounted(ray_local, tmp_path):
     assert again.summary["served_from_cache"] == ROWS - failed_first
     if failed_first == 0:
         assert (tmp_path / "again" / "rows.jsonl").read_text() == (out / "rows.jsonl").read_text()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_bad_bodies_are_retried_and_no_row_is_lost_to_them(ray_local, tmp_path):
+    """5% of the responses are 200s whose body is cut off or of another schema: every row is still answered
+    (within the retry budget), none ends as teacher_bad_response."""
+    from reasoner_ray.distill import run_distillation
+
+    log = tmp_path / "requests.jsonl"
+    with LocalTeacher("easy_vqa:train", request_log=log, pbadbody=0.05) as teacher:
+        config = build_config({}, [
+            f"teacher.base_url={teacher.base_url}", "teacher.start_local=false", "teacher.backoff_base_s=0.02",
+            "teacher.backoff_max_s=0.1", "data.train.limit=600", f"distill.cache_dir={tmp_path / 'cache'}",
+            f"run.dir={tmp_path}"])
+        result = run_distillation(config, str(tmp_path / "out"))
+    bad = sum(1 for e in _lines(log) if e["fault"] == "badbody")
+    assert bad > 0.03 * 600  # the faults were really served
+    assert result.verified == 600 and "teacher_bad_response" not in result.rejected_by_reason
