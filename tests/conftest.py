@@ -51,3 +51,11 @@ def ray_local():
     init_ray(num_cpus=2)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_next(tiny_model_cache) -> str:
+    from reasoner_ray.core.config import TinyModelConfig
+    from reasoner_ray.models.tiny import ensure_tiny_model
+
+    return str(ensure_tiny_model("llava_next", TinyModelConfig(), 0, tiny_model_cache))

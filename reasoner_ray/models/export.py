@@ -7,14 +7,14 @@ from pathlib import Path
 
 
 def write_vllm_layout(folder: str | Path) -> None:
-    """Rename LLaVA's CLIP tower keys `vision_tower.X` -> `vision_tower.vision_model.X` in place.
+    """Rename LLaVA's (and LLaVA-NeXT's) CLIP tower keys `vision_tower.X` -> `vision_tower.vision_model.X` in place.
 
     transformers 5.19 saves LLaVA's tower without the `vision_model.` level; vLLM 0.32 expects it. Other
     families are saved in a layout vLLM already reads, so this is a no-op for them.
     """
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
-    if config.get("model_type") != "llava":
+    if config.get("model_type") not in ("llava", "llava_next"):
         return
     from safetensors.torch import load_file, save_file
 

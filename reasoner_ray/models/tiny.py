@@ -1,12 +1,14 @@
-"""Build tiny Qwen2-VL and LLaVA models deterministically from a seed, as HF folders that vLLM also loads.
+"""Build tiny Qwen2-VL, LLaVA-1.5 and LLaVA-NeXT models deterministically from a seed, as HF folders that vLLM
+also loads.
 
 No hub is reachable, so the quickstart and the tests use models built here: random weights, a locally trained
 tokenizer (reasoner_ray.models.tokenizer) and the family's real processor class. A folder is keyed by a hash
 of the family, the size settings and the seed, built once and reused (`ensure_tiny_model`). Building writes to
 a temporary sibling and renames it into place, so a crash never leaves a half-written model behind.
 
-LLaVA: transformers 5.19 saves the CLIP tower as `vision_tower.*`, vLLM 0.32 loads `vision_tower.vision_model.*`;
-`reasoner_ray.models.export.write_vllm_layout` rewrites the keys, and transformers reads that layout back.
+LLaVA and LLaVA-NeXT: transformers 5.19 saves the CLIP tower as `vision_tower.*`, vLLM 0.32 loads
+`vision_tower.vision_model.*`; `reasoner_ray.models.export.write_vllm_layout` rewrites the keys, and
+transformers reads that layout back.
 """
 
 from __future__ import annotations
@@ -117,42 +119,57 @@ def _qwen2_vl(size: TinyModelConfig, tokenizer):
     return model, processor
 
 
+def _clip_vision(size: TinyModelConfig) -> dict:
+    return dict(model_type="clip_vision_model", hidden_size=size.vision_hidden_size,
+                intermediate_size=size.vision_hidden_size * 4, num_hidden_layers=size.vision_depth,
+                num_attention_heads=size.vision_heads, image_size=size.image_size, patch_size=size.patch_size,
+                projection_dim=size.vision_hidden_size)
+
+
+def _llava_common(size: TinyModelConfig, tokenizer) -> dict:
+    return dict(vision_config=_clip_vision(size), text_config=_text_config(size, tokenizer, model_type="llama"),
+                image_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default",
+                vision_feature_layer=-1, tie_word_embeddings=False)
+
+
+def _llava_processor_common(size: TinyModelConfig, tokenizer) -> dict:
+    return dict(tokenizer=tokenizer, patch_size=size.patch_size, vision_feature_select_strategy="default",
+                num_additional_image_tokens=1,  # CLIP's class token, dropped by the "default" strategy
+                chat_template=tokenizer.chat_template)
+
+
 def _llava(size: TinyModelConfig, tokenizer):
     from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-    config = LlavaConfig(
-        vision_config=dict(
-            model_type="clip_vision_model",
-            hidden_size=size.vision_hidden_size,
-            intermediate_size=size.vision_hidden_size * 4,
-            num_hidden_layers=size.vision_depth,
-            num_attention_heads=size.vision_heads,
-            image_size=size.image_size,
-            patch_size=size.patch_size,
-            projection_dim=size.vision_hidden_size,
-        ),
-        text_config=_text_config(size, tokenizer, model_type="llama"),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-        tie_word_embeddings=False,
-    )
-    model = LlavaForConditionalGeneration(config)
+    model = LlavaForConditionalGeneration(LlavaConfig(**_llava_common(size, tokenizer)))
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessor(
             size={"shortest_edge": size.image_size},
             crop_size={"height": size.image_size, "width": size.image_size},
         ),
-        tokenizer=tokenizer,
-        patch_size=size.patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,  # CLIP's class token, dropped by the "default" strategy
-        chat_template=tokenizer.chat_template,
+        **_llava_processor_common(size, tokenizer),
     )
     return model, processor
 
 
-FAMILIES = {"qwen2_vl": _qwen2_vl, "llava": _llava}
+def _llava_next(size: TinyModelConfig, tokenizer):
+    """The paper's family: any-resolution tiling (a base view plus the tiles of the best-fitting grid), the
+    processor's `image_sizes`, and a learned newline embedding after each row of tile features."""
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessor, LlavaNextProcessor
+
+    s = size.image_size
+    pinpoints = [[s, s], [s, 2 * s], [2 * s, s], [2 * s, 2 * s]]  # grids of 1x1 .. 2x2 tiles of the tower's size
+    model = LlavaNextForConditionalGeneration(LlavaNextConfig(**_llava_common(size, tokenizer),
+                                                              image_grid_pinpoints=pinpoints))
+    processor = LlavaNextProcessor(
+        image_processor=LlavaNextImageProcessor(size={"shortest_edge": s}, crop_size={"height": s, "width": s},
+                                                image_grid_pinpoints=pinpoints),
+        **_llava_processor_common(size, tokenizer),
+    )
+    return model, processor
+
+
+FAMILIES = {"qwen2_vl": _qwen2_vl, "llava": _llava, "llava_next": _llava_next}
 
 
 def build_tiny_model(family: str, size: TinyModelConfig, seed: int, out_dir: str | Path) -> Path:

@@ -1,7 +1,8 @@
 """Model preparation on each training worker: load, freeze vision tower / projector, LoRA, checkpointing.
 
 Parameter groups are found by name through a small table of prefixes per part (Qwen2-VL: `visual.*` with the
-projector at `visual.merger.*`; LLaVA: `vision_tower.*` and `multi_modal_projector.*`).
+projector at `visual.merger.*`; LLaVA and LLaVA-NeXT: `vision_tower.*` and `multi_modal_projector.*`, plus
+LLaVA-NeXT's `image_newline` with the projector).
 
 With LoRA (`train.lora_rank > 0`) the adapter replaces full training of the language model only: peft freezes
 every weight it does not adapt, so the vision tower and projector are set trainable again afterwards unless
@@ -15,7 +16,7 @@ import logging
 log = logging.getLogger(__name__)
 
 PART_MARKERS = {
-    "projector": ("visual.merger.", "multi_modal_projector."),
+    "projector": ("visual.merger.", "multi_modal_projector.", "image_newline"),  # LLaVA-NeXT's row separator
     "vision": ("visual.", "vision_tower.", "vision_model."),
 }
 
