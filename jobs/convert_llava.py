@@ -1,0 +1,45 @@
+"""Convert a checkpoint in the original LLaVA training format (LLaVA-NeXT, `LlavaLlamaForCausalLM`; the paper's
+released SFT and DPO models) into a transformers LLaVA-NeXT folder that this project, transformers and vLLM load.
+
+    python jobs/convert_llava.py --src <original folder> --out <new folder> [--vision-tower <CLIP folder>]
+
+--vision-tower: the CLIP folder the checkpoint's `mm_vision_tower` names (e.g. a local copy of
+openai/clip-vit-large-patch14-336), for its config and image statistics, and its weights when the checkpoint
+holds none. Then set `model.path` to the new folder (`model.family: llava_next`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
+
+from reasoner_ray.cli import run_guarded, setup_logging  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--src", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--vision-tower", default=None)
+    args = parser.parse_args(argv)
+    return run_guarded(lambda: _convert(args))
+
+
+def _convert(args) -> int:
+    from reasoner_ray.core.errors import PreflightError
+    from reasoner_ray.models.convert_llava import ConversionError, convert
+
+    try:
+        out = convert(args.src, args.out, args.vision_tower)
+    except (ConversionError, FileNotFoundError) as err:
+        raise PreflightError(str(err)) from err
+    print(f"converted: {out} (model.family: llava_next)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
