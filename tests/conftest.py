@@ -59,3 +59,11 @@ def tiny_llava_next(tiny_model_cache) -> str:
     from reasoner_ray.models.tiny import ensure_tiny_model
 
     return str(ensure_tiny_model("llava_next", TinyModelConfig(), 0, tiny_model_cache))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_vl(tiny_model_cache) -> str:
+    from reasoner_ray.core.config import TinyModelConfig
+    from reasoner_ray.models.tiny import ensure_tiny_model
+
+    return str(ensure_tiny_model("qwen2_5_vl", TinyModelConfig(), 0, tiny_model_cache))

@@ -50,7 +50,7 @@ class TinyModelConfig(_Section):
 
 
 class ModelConfig(_Section):
-    family: Literal["qwen2_vl", "llava", "llava_next"] = "qwen2_vl"  # the tiny model's family (model.path unset)
+    family: Literal["qwen2_vl", "qwen2_5_vl", "llava", "llava_next"] = "qwen2_vl"  # the tiny model's family (model.path unset)
     path: str | None = None  # local HF folder or hub id; None builds the tiny model below
     tiny: TinyModelConfig = TinyModelConfig()
     cache_dir: str = "models"  # where tiny models are built, keyed by their settings

@@ -1,5 +1,5 @@
-"""Build tiny Qwen2-VL, LLaVA-1.5 and LLaVA-NeXT models deterministically from a seed, as HF folders that vLLM
-also loads.
+"""Build tiny Qwen2-VL, Qwen2.5-VL, LLaVA-1.5 and LLaVA-NeXT models deterministically from a seed, as HF folders
+that vLLM also loads.
 
 No hub is reachable, so the quickstart and the tests use models built here: random weights, a locally trained
 tokenizer (reasoner_ray.models.tokenizer) and the family's real processor class. A folder is keyed by a hash
@@ -74,49 +74,54 @@ def _text_config(size: TinyModelConfig, tokenizer, **family_keys) -> dict:
     )
 
 
-def _qwen2_vl(size: TinyModelConfig, tokenizer):
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+def _qwen_vl(size: TinyModelConfig, tokenizer, config_cls, model_cls, processor_cls, vision: dict):
+    """Qwen2-VL and Qwen2.5-VL: the same text model with M-RoPE, image tokens and processor; their own towers."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     head_dim = size.text_hidden_size // size.text_heads
     # M-RoPE splits the rotary half-dimension into (temporal, height, width) sections.
     half = head_dim // 2
     section = [half - 2 * (half // 3), half // 3, half // 3]
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
-    config = Qwen2VLConfig(
+    config = config_cls(
         text_config=_text_config(size, tokenizer,
                                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}),
-        vision_config=dict(
-            depth=size.vision_depth,
-            embed_dim=size.vision_hidden_size,
-            hidden_size=size.text_hidden_size,
-            num_heads=size.vision_heads,
-            patch_size=size.patch_size,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-        ),
+        vision_config=dict(depth=size.vision_depth, num_heads=size.vision_heads, patch_size=size.patch_size,
+                           spatial_merge_size=2, temporal_patch_size=2, **vision),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
-    model = Qwen2VLForConditionalGeneration(config)
+    model = model_cls(config)
     pixels = size.image_size * size.image_size
     image_kwargs = dict(patch_size=size.patch_size, merge_size=2, temporal_patch_size=2,
                         size={"shortest_edge": pixels, "longest_edge": pixels})
-    processor = Qwen2VLProcessor(
+    processor = processor_cls(
         image_processor=Qwen2VLImageProcessor(**image_kwargs),
         video_processor=Qwen2VLVideoProcessor(**image_kwargs),
         tokenizer=tokenizer,
         chat_template=tokenizer.chat_template,
     )
     return model, processor
+
+
+def _qwen2_vl(size: TinyModelConfig, tokenizer):
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+
+    vision = dict(embed_dim=size.vision_hidden_size, hidden_size=size.text_hidden_size)
+    return _qwen_vl(size, tokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, vision)
+
+
+def _qwen2_5_vl(size: TinyModelConfig, tokenizer):
+    """Qwen2.5-VL: a SwiGLU tower with window attention (full attention in its last block) and RMSNorm."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+
+    vision = dict(hidden_size=size.vision_hidden_size, intermediate_size=2 * size.vision_hidden_size,
+                  out_hidden_size=size.text_hidden_size, window_size=4 * size.patch_size,
+                  fullatt_block_indexes=[size.vision_depth - 1])
+    return _qwen_vl(size, tokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, vision)
 
 
 def _clip_vision(size: TinyModelConfig) -> dict:
@@ -169,7 +174,7 @@ def _llava_next(size: TinyModelConfig, tokenizer):
     return model, processor
 
 
-FAMILIES = {"qwen2_vl": _qwen2_vl, "llava": _llava, "llava_next": _llava_next}
+FAMILIES = {"qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl, "llava": _llava, "llava_next": _llava_next}
 
 
 def build_tiny_model(family: str, size: TinyModelConfig, seed: int, out_dir: str | Path) -> Path:
