@@ -8,7 +8,9 @@ in the object store, images by reference) -> the teacher stage (`stage.TeacherSt
 -> the driver, which writes each record as it arrives (`output.OutputWriter`) and prints progress. The driver
 holds no rows, so its memory stays flat as rows grow.
 When `teacher.start_local` is set and `teacher.base_url` is a loopback address nobody answers on, the project's
-stand-in teacher is started there for the run's duration. The API key is read from the environment variable
+stand-in teacher is started there for the run's duration. Before any row is streamed, one row's own request
+checks the teacher (preflight.py). `check_outcome` then says whether the result is usable (the pipeline's distill
+stage and jobs/distill.py fail when it is not). The API key is read from the environment variable
 named by `teacher.api_key_env` (a dummy key when unset, for local servers); it is never logged or written.
 """
 
