@@ -64,7 +64,7 @@ def test_override_syntax():
         build_config({"rounds": 1}, ["rounds.x=1"])
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "paper_llava_next_8b.yaml", "qwen2_5_vl_7b.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_shipped_configs_validate(name):
     cfg = load_config(CONFIGS / name)
     assert isinstance(cfg, Config)
@@ -72,7 +72,8 @@ def test_shipped_configs_validate(name):
 
 def test_gpu_configs_describe_gpu_settings():
     paper = load_config(CONFIGS / "paper_llava_next_8b.yaml")
-    assert paper.model.family == "llava" and paper.train.use_gpu and paper.train.zero_stage == 3
+    assert paper.model.family == "llava_next" and paper.model.path == "llava-hf/llama3-llava-next-8b-hf"
+    assert paper.train.use_gpu and paper.train.zero_stage == 3 and paper.dpo.ref_batch_size == 2
     assert paper.dpo.beta == 0.1 and paper.pairs.truncate_words == 90 and paper.rollout.temperatures == [1.0, 1.2]
     qwen = load_config(CONFIGS / "qwen2_5_vl_7b.yaml")
-    assert qwen.model.path.startswith("Qwen/") and qwen.dpo.reference == "previous"
+    assert qwen.model.path.startswith("Qwen/") and qwen.model.family == "qwen2_5_vl" and qwen.dpo.reference == "previous"
