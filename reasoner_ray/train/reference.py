@@ -75,6 +75,9 @@ def score_shard(config_tree: dict, ref_model_path: str, examples: list[dict], th
     from reasoner_ray.train.collate import VLMEncoder
     from reasoner_ray.train.steps import dpo_shares_prompt
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per task on the job's console says nothing
     config = Config.model_validate(config_tree)
     if not config.train.use_gpu:
         torch.set_num_threads(threads)
