@@ -20,6 +20,14 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_exten
 (ROOT / ".tmp").mkdir(exist_ok=True)
 
 
+def _tiny(family: str, cache: Path) -> str:
+    """The default-size tiny model of `family` (built once, then read from the cache)."""
+    from reasoner_ray.core.config import TinyModelConfig
+    from reasoner_ray.models.tiny import ensure_tiny_model
+
+    return str(ensure_tiny_model(family, TinyModelConfig(), 0, cache))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_cache() -> Path:
     return ROOT / "models"
@@ -27,18 +35,12 @@ def tiny_model_cache() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_qwen2_vl(tiny_model_cache) -> str:
-    from reasoner_ray.core.config import TinyModelConfig
-    from reasoner_ray.models.tiny import ensure_tiny_model
-
-    return str(ensure_tiny_model("qwen2_vl", TinyModelConfig(), 0, tiny_model_cache))
+    return _tiny("qwen2_vl", tiny_model_cache)
 
 
 @pytest.fixture(scope="session")
 def tiny_llava(tiny_model_cache) -> str:
-    from reasoner_ray.core.config import TinyModelConfig
-    from reasoner_ray.models.tiny import ensure_tiny_model
-
-    return str(ensure_tiny_model("llava", TinyModelConfig(), 0, tiny_model_cache))
+    return _tiny("llava", tiny_model_cache)
 
 
 @pytest.fixture(scope="session")
@@ -55,15 +57,9 @@ def ray_local():
 
 @pytest.fixture(scope="session")
 def tiny_llava_next(tiny_model_cache) -> str:
-    from reasoner_ray.core.config import TinyModelConfig
-    from reasoner_ray.models.tiny import ensure_tiny_model
-
-    return str(ensure_tiny_model("llava_next", TinyModelConfig(), 0, tiny_model_cache))
+    return _tiny("llava_next", tiny_model_cache)
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen2_5_vl(tiny_model_cache) -> str:
-    from reasoner_ray.core.config import TinyModelConfig
-    from reasoner_ray.models.tiny import ensure_tiny_model
-
-    return str(ensure_tiny_model("qwen2_5_vl", TinyModelConfig(), 0, tiny_model_cache))
+    return _tiny("qwen2_5_vl", tiny_model_cache)

@@ -15,7 +15,6 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from reasoner_ray.core.config import Config, DataSource, EndpointConfig
 from reasoner_ray.core.metrics import ENDPOINT_ERROR, summarize
@@ -28,6 +27,16 @@ METRIC_NAMES = {"multiple_choice": "accuracy", "yes_no": "accuracy", "number": "
                 "anls": "ANLS", "math": "accuracy", "relaxed": "relaxed accuracy", "mathvista": "accuracy"}
 
 
+def engine_settings(config: Config, model_path: str):
+    from reasoner_ray.engines.vllm_generator import EngineSettings
+
+    r = config.rollout
+    return EngineSettings(model_path=model_path, max_model_len=r.max_model_len, kv_cache_gib=r.kv_cache_gib,
+                          gpu_memory_utilization=r.gpu_memory_utilization, tensor_parallel_size=r.tensor_parallel_size,
+                          enforce_eager=r.enforce_eager, seed=config.run.seed, dtype=config.model.dtype,
+                          cpu_cores=r.cpu_cores_per_engine or 0)
+
+
 @dataclass(frozen=True)
 class ModelBackend:
     """A model folder, generated with vLLM actors (the config's `rollout` engine settings)."""
@@ -35,7 +44,6 @@ class ModelBackend:
     path: str
 
     def generate(self, config: Config, questions, plan):
-        from reasoner_ray.pipeline.generation_stages import engine_settings
         from reasoner_ray.stages.generation import generate_dataset
 
         gpus = float(config.rollout.tensor_parallel_size) if config.train.use_gpu else 0.0
@@ -125,13 +133,12 @@ def score_replies(batch):
     return scored
 
 
-def evaluate_source(config: Config, backend, source: DataSource, out: Path, round_index: int = 0,
-                    styles: list[str] | None = None) -> EvalResult:
+def evaluate_source(config: Config, backend, source: DataSource, out: Path, round_index: int = 0) -> EvalResult:
     import ray
 
     from reasoner_ray.stages.generation import GenerationPlan
 
-    plan = GenerationPlan.evaluation(list(styles or config.eval.styles), config.eval.max_tokens, round_index)
+    plan = GenerationPlan.evaluation(list(config.eval.styles), config.eval.max_tokens, round_index)
     n_questions = generate(config, backend, source, plan, out / "generated")
     ray.data.read_parquet(str(out / "generated")).map_batches(score_replies, batch_format="pandas", num_cpus=0.5) \
         .write_parquet(str(out / "scored"))

@@ -24,16 +24,6 @@ log = logging.getLogger(__name__)
 PAIRS_FILE = "pairs.jsonl"
 
 
-def engine_settings(config: Config, model_path: str):
-    from reasoner_ray.engines.vllm_generator import EngineSettings
-
-    r = config.rollout
-    return EngineSettings(model_path=model_path, max_model_len=r.max_model_len, kv_cache_gib=r.kv_cache_gib,
-                          gpu_memory_utilization=r.gpu_memory_utilization, tensor_parallel_size=r.tensor_parallel_size,
-                          enforce_eager=r.enforce_eager, seed=config.run.seed, dtype=config.model.dtype,
-                          cpu_cores=r.cpu_cores_per_engine or 0)
-
-
 def _parquet_rows(folder: Path) -> int:
     import pyarrow.dataset as pads
 
@@ -109,7 +99,6 @@ def rollout_source(config: Config) -> DataSource:
 def _rows_by_id(config: Config, ids: set[str]) -> dict[str, VQARow]:
     """The rows of the questions the rollouts read, by the same reader and selection (so every id is found)."""
     from reasoner_ray.data.ray_source import row_from_record
-
     from reasoner_ray.pipeline.evaluation import questions_of
 
     return {rec["id"]: row_from_record(rec) for rec in questions_of(rollout_source(config)).iter_rows() if rec["id"] in ids}

@@ -10,6 +10,7 @@ accuracy and counts it), never a failed job.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -26,8 +27,6 @@ ENDPOINT_COLUMNS = (*OUTPUT_COLUMNS, "cached", "error")
 
 def sample_seed(plan: GenerationPlan, question_id: str, index: int) -> int:
     """A seed per (run seed, round, question, sample): reproducible, and part of the request's cache key."""
-    import hashlib
-
     digest = hashlib.sha256(f"{plan.seed}:{plan.round}:{question_id}:{index}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
 

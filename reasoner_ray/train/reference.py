@@ -71,11 +71,10 @@ def reference_logps(model, encoder, examples: list[dict], batch_size: int, max_l
 def score_shard(config_tree: dict, ref_model_path: str, examples: list[dict], threads: int) -> list[tuple[float, float]]:
     """One shard of the reference pass, in a Ray task: the reference on this task's GPU (train.use_gpu) or CPU."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from reasoner_ray.train.collate import VLMEncoder
     from reasoner_ray.train.steps import dpo_shares_prompt
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per task on the job's console says nothing
     config = Config.model_validate(config_tree)
