@@ -67,13 +67,6 @@ def _parquet_rows(files: list[Path]) -> Iterator[dict[str, Any]]:
             yield from batch.to_pylist()
 
 
-def _hf_image(value: Any) -> Any:
-    """An HF `Image()` struct {bytes, path} -> the bytes (or the path when there are none); anything else as is."""
-    if isinstance(value, dict) and ("bytes" in value or "path" in value):
-        return value.get("bytes") or value.get("path")
-    return value
-
-
 def _load_json(path: Path) -> Any:
     with path.open() as fh:
         return json.load(fh)
@@ -119,7 +112,7 @@ def read_aokvqa(source: DataSource) -> Iterator[dict[str, Any]]:
     files = _parquet_files(source)
     if files is not None:
         for rec in _parquet_rows(files):
-            yield row(rec, _hf_image(rec.get("image")))
+            yield row(rec, rec.get("image"))
         return
     doc = _records(_load_json(_json_file(source, [f"aokvqa_v1p0_{n}.json" for n in SPLIT_NAMES[source.split]])))
     coco = Path(source.image_root or Path(source.path or "").parent)
@@ -141,7 +134,7 @@ def read_chartqa(source: DataSource) -> Iterator[dict[str, Any]]:
     if files is not None:
         for i, rec in enumerate(_parquet_rows(files)):
             kind = _chart_kind(str(rec.get("type") or ""))
-            yield _row("chartqa", f"{source.split}-{i}", _hf_image(rec.get("image")), rec.get("question"),
+            yield _row("chartqa", f"{source.split}-{i}", rec.get("image"), rec.get("question"),
                        rec.get("answer"), "relaxed", tags=[f"chartqa:{kind}"])
         return
     path = Path(source.path or "")
@@ -167,7 +160,7 @@ def read_scienceqa(source: DataSource) -> Iterator[dict[str, Any]]:
     files = _parquet_files(source)
     if files is not None:
         for i, rec in enumerate(_parquet_rows(files)):
-            yield _row("scienceqa", f"{source.split}-{i}", _hf_image(rec.get("image")),
+            yield _row("scienceqa", f"{source.split}-{i}", rec.get("image"),
                        _with_context(rec.get("question"), rec.get("hint")), _letter(rec.get("answer")),
                        "multiple_choice", choices=rec.get("choices"))
         return
@@ -193,7 +186,7 @@ def read_ai2d(source: DataSource) -> Iterator[dict[str, Any]]:
     files = _parquet_files(source)
     if files is not None:
         for i, rec in enumerate(_parquet_rows(files)):
-            yield _row("ai2d", f"{source.split}-{i}", _hf_image(rec.get("image")), rec.get("question"),
+            yield _row("ai2d", f"{source.split}-{i}", rec.get("image"), rec.get("question"),
                        _letter(rec.get("answer")), "multiple_choice", choices=rec.get("options"))
         return
     folder = Path(source.path or "")
@@ -222,7 +215,7 @@ def _document_reader(bench: str, answer_type: str, patterns: list[str], image_of
         files = _parquet_files(source)
         if files is not None:
             for rec in _parquet_rows(files):
-                yield _row(bench, rec.get(id_key), _hf_image(rec.get("image")), rec.get("question"), rec.get("answers"),
+                yield _row(bench, rec.get(id_key), rec.get("image"), rec.get("question"), rec.get("answers"),
                            answer_type)
             return
         file = _json_file(source, patterns)
@@ -270,7 +263,7 @@ def read_mathvista(source: DataSource) -> Iterator[dict[str, Any]]:
     files = _parquet_files(source)
     if files is not None:
         for rec in _parquet_rows(files):
-            yield mathvista_row(rec, _hf_image(rec.get("decoded_image")) or rec.get("image"))
+            yield mathvista_row(rec, rec.get("decoded_image") or rec.get("image"))
         return
     file = _json_file(source, [f"{n}.json" for n in SPLIT_NAMES[source.split]])
     root = _root(source, file.parent)

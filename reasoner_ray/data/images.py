@@ -27,9 +27,12 @@ class ImageError(ValueError):
 
 
 def parse_image_field(value, image_root: str | None = None) -> ImageRef:
-    """Accept what the formats put in an `image` field: a path, raw bytes, a data URL, or an ImageRef dict."""
+    """Accept what the formats put in an `image` field: a path, raw bytes, a data URL, an ImageRef dict, or a
+    Hugging Face `datasets` Image() struct {bytes, path} (parquet copies of benchmarks, TRL files)."""
     if isinstance(value, ImageRef):
         return value
+    if isinstance(value, dict) and "bytes" in value:
+        return parse_image_field(value.get("bytes") or value.get("path"), image_root)
     if isinstance(value, dict):
         present = {k: v for k, v in value.items() if v is not None}
         return ImageRef(**present)

@@ -64,8 +64,6 @@ def _clean(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _image(value: Any) -> ImageRef:
-    if isinstance(value, dict) and ("bytes" in value or "path" in value):  # datasets' Image() struct
-        value = value.get("bytes") or value.get("path")
     if hasattr(value, "save"):  # a PIL image (a dataset loaded with `datasets`)
         import io
 
