@@ -20,7 +20,7 @@ def start_local(config: ServeConfig, port: int | None = None, host: str | None =
 
     host = host or config.host
     port = port or config.port
-    ray_serve.start(http_options={"host": host, "port": port})
+    ray_serve.start(http_options={"host": host, "port": port}, proxy_location=config.proxy_location)
     ray_serve.run(build_app(config), name=APP_NAME, route_prefix="/")
     return f"http://{host}:{port}/v1"
 

@@ -63,3 +63,8 @@ def tiny_llava_next(tiny_model_cache) -> str:
 @pytest.fixture(scope="session")
 def tiny_qwen2_5_vl(tiny_model_cache) -> str:
     return _tiny("qwen2_5_vl", tiny_model_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl(tiny_model_cache) -> str:
+    return _tiny("qwen3_vl", tiny_model_cache)

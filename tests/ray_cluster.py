@@ -1,4 +1,6 @@
-"""A real `ray start --head` cluster on 127.0.0.1 for tests that submit jobs, with token authentication ON.
+"""A real `ray start --head` cluster on 127.0.0.1 for tests that submit jobs, with token authentication ON,
+optionally with worker nodes (`ray start --address ...`, each with its own CPUs and temp folder) that a test can
+kill like a lost machine (`kill_node`: SIGKILL its raylet and every process under it) and replace (`add_node`).
 
 Ray 2.60 enables token auth by default. The cluster here is started with RAY_AUTH_MODE=token and a fresh
 random RAY_AUTH_TOKEN (never the user's ~/.ray/auth_token), and `ray job submit` gets the same two variables:
@@ -7,6 +9,7 @@ the same thing a user does against a real cluster (see README, "Ray job authenti
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -18,6 +21,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -28,8 +33,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+AGENT_PORT_FLAGS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+                    "runtime-env-agent-port")
+
+
+def _agent_ports() -> list[str]:
+    # Agents default to fixed ports that another Ray on the machine (a test's in-process one) may hold.
+    return [f"--{flag}={free_port()}" for flag in AGENT_PORT_FLAGS]
+
+
 @contextmanager
-def local_cluster(num_cpus: int = 2):
+def local_cluster(num_cpus: int = 2, worker_cpus: tuple[int, ...] = ()):
+    """A head node with `num_cpus` CPUs plus one worker node per entry of `worker_cpus`."""
     temp = Path(tempfile.mkdtemp(prefix="rc-", dir=ROOT / ".tmp"))
     gcs_port, dash_port = free_port(), free_port()
     env = {
@@ -38,19 +53,26 @@ def local_cluster(num_cpus: int = 2):
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # A lost node is declared dead after about 3 s (1 s health checks, 3 misses) instead of about 30 s.
+        "RAY_health_check_period_ms": "1000",
+        "RAY_health_check_timeout_ms": "1000",
+        "RAY_health_check_failure_threshold": "3",
     }
     env.pop("RAY_ADDRESS", None)
     start = [str(BIN / "ray"), "start", "--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
              f"--num-cpus={num_cpus}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
-             f"--temp-dir={temp}", "--disable-usage-stats", "--include-dashboard=true",
-             # Agents default to fixed ports that another Ray on the machine (a test's in-process one) may hold.
-             *(f"--{flag}={free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                                      "metrics-export-port", "runtime-env-agent-port"))]
+             f"--temp-dir={temp}", "--disable-usage-stats", "--include-dashboard=true", *_agent_ports()]
     subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
-    cluster = {"address": f"http://127.0.0.1:{dash_port}", "env": env, "gcs": f"127.0.0.1:{gcs_port}"}
+    cluster = {"address": f"http://127.0.0.1:{dash_port}", "env": env, "gcs": f"127.0.0.1:{gcs_port}",
+               "temp": temp, "nodes": []}
     try:
+        for cpus in worker_cpus:
+            add_node(cluster, cpus)
         yield cluster
     finally:
+        for node in cluster["nodes"]:
+            if not node.get("killed"):
+                kill_node(node)
         # Stop only this cluster's processes (by its temp dir or GCS port), never every Ray on the machine:
         # politely first, then SIGKILL what is left (gcs_server can outlive a SIGTERM).
         patterns = [str(temp), f"--gcs-address=127.0.0.1:{gcs_port}", f"--gcs_server_port={gcs_port}"]
@@ -61,15 +83,105 @@ def local_cluster(num_cpus: int = 2):
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def add_node(cluster: dict, num_cpus: int = 1) -> dict:
+    """Join one more node to the cluster (as an autoscaler would); returns {"port", "temp", "id"}."""
+    temp = Path(tempfile.mkdtemp(prefix="node-", dir=cluster["temp"]))
+    port = free_port()
+    start = [str(BIN / "ray"), "start", f"--address={cluster['gcs']}", "--node-ip-address=127.0.0.1",
+             f"--num-cpus={num_cpus}", f"--node-manager-port={port}", f"--temp-dir={temp}",
+             "--disable-usage-stats", *_agent_ports()]
+    subprocess.run(start, env=cluster["env"], check=True, capture_output=True, timeout=120)
+    node = {"port": port, "temp": temp, "id": None}
+    cluster["nodes"].append(node)
+    deadline = time.time() + 60
+    while node["id"] is None and time.time() < deadline:
+        node["id"] = next((n["id"] for n in cluster_nodes(cluster) if n["port"] == port and n["alive"]), None)
+    assert node["id"], f"node on port {port} never registered"
+    return node
+
+
+def kill_node(node: dict) -> int:
+    """SIGKILL the node's raylet and every process under it (its workers, their vLLM engines, its agents), as
+    when a machine disappears. Returns how many processes were killed."""
+    victims = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if f"--node_manager_port={node['port']}" in cmdline or str(node["temp"]) in cmdline:
+            victims.append(proc)
+            try:
+                victims.extend(proc.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+    for proc in set(victims):
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(list(set(victims)), timeout=10)
+    node["killed"] = True
+    return len(set(victims))
+
+
+_STATE_SCRIPT = """
+import json, ray
+from ray.util.state import list_actors
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+nodes = [{"id": n["NodeID"], "alive": n["Alive"], "port": n["NodeManagerPort"], "head": "node:__internal_head__" in n["Resources"]} for n in ray.nodes()]
+actors = [{"class_name": a.class_name, "name": a.repr_name or a.class_name, "node_id": a.node_id, "state": a.state,
+           "pid": a.pid}
+          for a in list_actors(detail=True, limit=10000)]
+print("STATE" + json.dumps({"nodes": nodes, "actors": actors}))
+"""
+
+
+def cluster_state(cluster: dict) -> dict:
+    """Nodes (id, alive, port, head) and every actor the cluster has known (class, node id, state), read from
+    Ray's state API by a short driver."""
+    env = {**cluster["env"], "RAY_ADDRESS": cluster["gcs"]}
+    out = subprocess.run([sys.executable, "-c", _STATE_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("STATE")), None)
+    assert line, out.stdout[-2000:] + out.stderr[-2000:]
+    return json.loads(line[len("STATE"):])
+
+
+def cluster_nodes(cluster: dict) -> list[dict]:
+    return cluster_state(cluster)["nodes"]
+
+
+def nodes_running(cluster: dict, actor_name: str, alive_only: bool = True) -> set[str]:
+    """Ids of the nodes where an actor whose class or repr name contains `actor_name` runs (or ran)."""
+    return {a["node_id"] for a in cluster_state(cluster)["actors"]
+            if actor_name in a["name"] and (a["state"] == "ALIVE" or not alive_only) and a["node_id"]}
+
+
+def wait_for_worker_node_running(cluster: dict, actor_name: str, timeout: float = 300) -> dict:
+    """The first live worker node (not the head) where such an actor is alive."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        busy = nodes_running(cluster, actor_name)
+        node = next((n for n in cluster["nodes"] if n["id"] in busy and not n.get("killed")), None)
+        if node:
+            return node
+        time.sleep(0.5)
+    raise TimeoutError(f"no {actor_name} actor came up on a worker node in {timeout} s")
+
+
+def submit_command(cluster: dict, entrypoint: list[str], options: tuple[str, ...] = ()) -> tuple[list[str], dict]:
+    """The `ray job submit` command line and environment (the cluster's token) for `entrypoint`."""
+    cmd = [str(BIN / "ray"), "job", "submit", f"--address={cluster['address']}", f"--working-dir={ROOT}", *options, "--"]
+    return cmd + entrypoint, dict(cluster["env"])
+
+
 def submit(cluster: dict, entrypoint: list[str], timeout: float = 600, extra_env: dict | None = None,
            ) -> subprocess.CompletedProcess:
     """`ray job submit`, retried while the head's job agent is still starting (`ray start` returns before it
     is ready, and the submission then fails with "No available agent to submit job")."""
-    cmd = [str(BIN / "ray"), "job", "submit", f"--address={cluster['address']}", f"--working-dir={ROOT}", "--"]
-    env = {**cluster["env"], **(extra_env or {})}
+    cmd, env = submit_command(cluster, entrypoint)
+    env.update(extra_env or {})
     deadline = time.time() + 120
     while True:
-        out = subprocess.run(cmd + entrypoint, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
         if "No available agent to submit job" not in out.stdout + out.stderr or time.time() > deadline:
             return out
         time.sleep(2)

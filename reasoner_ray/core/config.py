@@ -50,7 +50,7 @@ class TinyModelConfig(_Section):
 
 
 class ModelConfig(_Section):
-    family: Literal["qwen2_vl", "qwen2_5_vl", "llava", "llava_next"] = "qwen2_vl"  # the tiny model's family (model.path unset)
+    family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_next"] = "qwen2_vl"  # the tiny model's family (model.path unset)
     path: str | None = None  # local HF folder or hub id; None builds the tiny model below
     tiny: TinyModelConfig = TinyModelConfig()
     cache_dir: str = "models"  # where tiny models are built, keyed by their settings
@@ -236,6 +236,9 @@ class ServeConfig(_Section):
     model_path: str | None = None  # an exported round folder or any HF folder
     model_name: str | None = None  # the id clients pass as `model`; None: the folder's name
     host: str = "127.0.0.1"  # used by jobs/serve_model.py; `serve deploy` takes http_options instead
+    # Where HTTP proxies run (jobs/serve_model.py; `serve deploy` takes it at its top level). HeadOnly when
+    # several Ray nodes share one machine, whose proxies would all bind the same port.
+    proxy_location: Literal["EveryNode", "HeadOnly"] = "EveryNode"
     port: int = 8000
     api_keys_env: str = "REASONER_API_KEYS"  # comma-separated keys
     api_keys_file: str | None = None  # a mounted secret file, one key per line

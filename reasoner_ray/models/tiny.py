@@ -1,4 +1,4 @@
-"""Build tiny Qwen2-VL, Qwen2.5-VL, LLaVA-1.5 and LLaVA-NeXT models deterministically from a seed, as HF folders
+"""Build tiny Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-1.5 and LLaVA-NeXT models deterministically from a seed, as HF folders
 that vLLM also loads.
 
 No hub is reachable, so the quickstart and the tests use models built here: random weights, a locally trained
@@ -74,8 +74,10 @@ def _text_config(size: TinyModelConfig, tokenizer, **family_keys) -> dict:
     )
 
 
-def _qwen_vl(size: TinyModelConfig, tokenizer, config_cls, model_cls, processor_cls, vision: dict):
-    """Qwen2-VL and Qwen2.5-VL: the same text model with M-RoPE, image tokens and processor; their own towers."""
+def _qwen_vl(size: TinyModelConfig, tokenizer, config_cls, model_cls, processor_cls, vision: dict,
+             video_processor_cls=None, rope: dict | None = None, text: dict | None = None):
+    """The Qwen VL families: M-RoPE text models with the same image tokens and image processor; their own towers
+    (and, for Qwen3-VL, its own text model and video processor)."""
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     head_dim = size.text_hidden_size // size.text_heads
@@ -83,9 +85,9 @@ def _qwen_vl(size: TinyModelConfig, tokenizer, config_cls, model_cls, processor_
     half = head_dim // 2
     section = [half - 2 * (half // 3), half // 3, half // 3]
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    rope_parameters = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section, **(rope or {})}
     config = config_cls(
-        text_config=_text_config(size, tokenizer,
-                                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}),
+        text_config=_text_config(size, tokenizer, rope_parameters=rope_parameters, **(text or {})),
         vision_config=dict(depth=size.vision_depth, num_heads=size.vision_heads, patch_size=size.patch_size,
                            spatial_merge_size=2, temporal_patch_size=2, **vision),
         image_token_id=ids["<|image_pad|>"],
@@ -100,7 +102,7 @@ def _qwen_vl(size: TinyModelConfig, tokenizer, config_cls, model_cls, processor_
                         size={"shortest_edge": pixels, "longest_edge": pixels})
     processor = processor_cls(
         image_processor=Qwen2VLImageProcessor(**image_kwargs),
-        video_processor=Qwen2VLVideoProcessor(**image_kwargs),
+        video_processor=(video_processor_cls or Qwen2VLVideoProcessor)(**image_kwargs),
         tokenizer=tokenizer,
         chat_template=tokenizer.chat_template,
     )
@@ -122,6 +124,20 @@ def _qwen2_5_vl(size: TinyModelConfig, tokenizer):
                   out_hidden_size=size.text_hidden_size, window_size=4 * size.patch_size,
                   fullatt_block_indexes=[size.vision_depth - 1])
     return _qwen_vl(size, tokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, vision)
+
+
+def _qwen3_vl(size: TinyModelConfig, tokenizer):
+    """Qwen3-VL: a Qwen3 text model (RMSNorm on queries and keys, interleaved M-RoPE) and a tower with learned
+    position embeddings whose intermediate layers also feed the text model's first layers (DeepStack)."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    grid = size.image_size // size.patch_size
+    vision = dict(hidden_size=size.vision_hidden_size, intermediate_size=2 * size.vision_hidden_size,
+                  out_hidden_size=size.text_hidden_size, num_position_embeddings=grid * grid,
+                  deepstack_visual_indexes=[0])
+    return _qwen_vl(size, tokenizer, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, vision,
+                    video_processor_cls=Qwen3VLVideoProcessor, rope={"mrope_interleaved": True},
+                    text={"head_dim": size.text_hidden_size // size.text_heads})
 
 
 def _clip_vision(size: TinyModelConfig) -> dict:
@@ -174,7 +190,8 @@ def _llava_next(size: TinyModelConfig, tokenizer):
     return model, processor
 
 
-FAMILIES = {"qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl, "llava": _llava, "llava_next": _llava_next}
+FAMILIES = {"qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl, "qwen3_vl": _qwen3_vl, "llava": _llava,
+            "llava_next": _llava_next}
 
 
 def build_tiny_model(family: str, size: TinyModelConfig, seed: int, out_dir: str | Path) -> Path:

@@ -37,12 +37,14 @@ CHAT_TEMPLATE = (
 IMAGE_SLOTS = {
     "qwen2_vl": "<|vision_start|><|image_pad|><|vision_end|>",
     "qwen2_5_vl": "<|vision_start|><|image_pad|><|vision_end|>",
+    "qwen3_vl": "<|vision_start|><|image_pad|><|vision_end|>",
     "llava": "<image>\n",
     "llava_next": "<image>\n",
 }
 
 # The token the processor expands into one token per image feature.
-IMAGE_TOKENS = {"qwen2_vl": "<|image_pad|>", "qwen2_5_vl": "<|image_pad|>", "llava": "<image>", "llava_next": "<image>"}
+IMAGE_TOKENS = {"qwen2_vl": "<|image_pad|>", "qwen2_5_vl": "<|image_pad|>", "qwen3_vl": "<|image_pad|>", "llava": "<image>",
+                "llava_next": "<image>"}
 
 
 def chat_template(family: str) -> str:

@@ -1,5 +1,6 @@
-"""Checks before any long stage: each data source the remaining stages read opens and yields a valid row, and the
-model folder loads (config, processor, weight files). A failure is a PreflightError naming the setting to fix.
+"""Checks before any long stage: each data source the remaining stages read opens and yields a valid row, the
+model folder loads (config, processor, weight files), and a URI run directory is not used on a multi-node
+cluster (see check_storage). A failure is a PreflightError naming the setting to fix.
 The teacher is checked by the distill stage itself (distill/preflight.py), once its local stand-in is up.
 """
 
@@ -61,7 +62,25 @@ def check_model(config: Config, path: str, setting: str | None = None) -> None:
         raise PreflightError(f"{setting} has no weight files (*.safetensors or *.bin)")
 
 
+def check_storage(config: Config, alive_nodes: int) -> None:
+    """A URI run directory is mirrored on the driver's local disk (storage.RunDir) while rollouts, training and
+    exports write from whichever node runs them: on more than one node their files would land on disks the
+    driver never reads. A path every node mounts is what a multi-node cluster needs."""
+    if "://" in config.run.dir and alive_nodes > 1:
+        raise PreflightError(
+            f"run.dir={config.run.dir} is a URI, which works on a single node only (stages on other nodes write into "
+            f"a local mirror the driver cannot see); this cluster has {alive_nodes} nodes: set run.dir to a path every "
+            f"node mounts (NFS, a ReadWriteMany volume)")
+
+
+def _alive_nodes() -> int:
+    import ray
+
+    return sum(1 for node in ray.nodes() if node["Alive"]) if ray.is_initialized() else 1
+
+
 def preflight(config: Config, manifest: Manifest, model_path: str) -> None:
+    check_storage(config, _alive_nodes())
     check_data(config, manifest)
     check_model(config, model_path)
     log.info("preflight: data sources and model load")

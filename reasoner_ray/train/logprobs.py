@@ -48,7 +48,8 @@ def _mrope_positions(model, input_ids, attention_mask, extras):
 
 
 PositionBuilder = Callable[[Any, Any, Any, dict], Any]
-POSITION_BUILDERS: dict[str, PositionBuilder] = {"qwen2_vl": _mrope_positions, "qwen2_5_vl": _mrope_positions}
+POSITION_BUILDERS: dict[str, PositionBuilder] = {"qwen2_vl": _mrope_positions, "qwen2_5_vl": _mrope_positions,
+                                                 "qwen3_vl": _mrope_positions}
 
 
 def position_builder(model) -> PositionBuilder:

@@ -101,6 +101,8 @@ def train_func(loop_config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as d:
             engine.load_checkpoint(os.path.join(d, "deepspeed"), tag="state")
             start_step = json.loads(Path(d, "state.json").read_text())["step"]
+        if rank == 0:
+            log.warning("[%s] resuming from the checkpoint at step %d of %d", stage, start_step, total_steps)
     encoder, spec = VLMEncoder(processor), STAGES[stage]
     history: list[dict[str, Any]] = []
     for step in range(start_step, total_steps):

@@ -16,7 +16,8 @@ import logging
 log = logging.getLogger(__name__)
 
 PART_MARKERS = {
-    "projector": ("visual.merger.", "multi_modal_projector.", "image_newline"),  # LLaVA-NeXT's row separator
+    # LLaVA-NeXT's image_newline separates rows of tiles; Qwen3-VL's DeepStack mergers project tower layers
+    "projector": ("visual.merger.", "visual.deepstack_merger_list.", "multi_modal_projector.", "image_newline"),
     "vision": ("visual.", "vision_tower.", "vision_model."),
 }
 

@@ -16,7 +16,7 @@ from reasoner_ray.distill.cache import ResponseCache
 from reasoner_ray.distill.client import CallSettings, TeacherCaller
 from reasoner_ray.distill.pipeline import call_settings
 from reasoner_ray.distill.preflight import check_teacher
-from reasoner_ray.pipeline.preflight import check_data, check_model
+from reasoner_ray.pipeline.preflight import check_data, check_model, check_storage
 from reasoner_ray.teacher.launch import LocalTeacher
 
 
@@ -103,6 +103,14 @@ def test_bad_data_and_model_settings_are_named(tmp_path):
     empty.mkdir()
     with pytest.raises(PreflightError, match=rf"model.path={empty} does not load .*point model.path at a Hugging Face"):
         check_model(build_config({}, [f"model.path={empty}"]), str(empty))
+
+
+def test_a_uri_run_dir_is_refused_on_more_than_one_node():
+    config = build_config({}, ["run.dir=s3://bucket/runs/q"])
+    check_storage(config, alive_nodes=1)  # one node: the local mirror is where every stage writes
+    check_storage(build_config({}, ["run.dir=/mnt/shared/runs/q"]), alive_nodes=3)  # a shared path
+    with pytest.raises(PreflightError, match=r"run.dir=s3://bucket/runs/q is a URI, .* this cluster has 3 nodes: set run.dir to a path every node mounts"):
+        check_storage(config, alive_nodes=3)
 
 
 def test_a_probe_row_is_never_sent_when_its_answer_is_cached(teacher, tmp_path):

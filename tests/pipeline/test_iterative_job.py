@@ -1,6 +1,8 @@
-"""The main job end to end on a tiny budget: once through `ray job submit` to a real `ray start` cluster, and once
-run directly while being SIGKILLed during rollouts, between stages and during DPO training, then restarted.
-Both runs must end with the same per-stage counts (no row lost or duplicated).
+"""The main job end to end on a tiny budget: once through `ray job submit` to a real three-node `ray start`
+cluster (a head and two workers of one CPU each, so two engines or two training workers must sit on different
+nodes); once on that cluster while it loses a node during rollouts and another during DPO training (a
+replacement joins); and once run directly while being SIGKILLed during rollouts, between stages and during DPO
+training, then restarted. Every run must end with the same per-stage counts (no row lost or duplicated).
 
 The killed run starts from a copy of the submitted run's distill, SFT and SFT-evaluation stages (its manifest
 lists those three as done), so the kills land in round 1 without paying for distillation and SFT twice; killing
@@ -8,10 +10,12 @@ and resuming distillation and SFT themselves is tested in tests/distill and test
 
 import json
 import os
+from collections import Counter
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +23,8 @@ import pyarrow.dataset as pads
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ray_cluster import ROOT, local_cluster, submit  # noqa: E402
+from ray_cluster import (ROOT, add_node, cluster_state, kill_node, local_cluster, submit, submit_command,  # noqa: E402
+                         wait_for_worker_node_running)
 
 from reasoner_ray.core.rundir import stage_dir  # noqa: E402
 
@@ -27,9 +32,11 @@ pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.slow]
 
 # Small enough for CI, big enough that SFT learns the answer format and yes/no questions give pairs.
 TINY = ["data.train.limit=1000", "sft.epochs=1", "rollout.limit=24", "rollout.samples_per_temperature=2",
-        "rollout.max_tokens=64", "data.eval.limit=24", "eval.max_tokens=64", "rounds=1", "dpo.global_batch_size=4",
+        "rollout.max_tokens=64", "data.eval.limit=24", "eval.max_tokens=64", "rounds=1", "dpo.global_batch_size=2",
+        "dpo.epochs=6",  # a few pairs only, so several steps to kill and resume in
         "train.log_every_steps=1", "pairs.accuracy_band=[0.0,1.0]", "rollout.kv_cache_gib=1", "eval.samples=2"]
 JOB = [sys.executable, "jobs/iterative_dpo.py", "--config", "configs/quickstart.yaml"]
+MULTINODE = ["rollout.num_engines=2"]  # one engine per node: each node has one CPU
 
 
 def _counts(run_dir: Path) -> dict:
@@ -63,17 +70,22 @@ def _run_until(args, trigger, delay=0.0, timeout=900):
 
 
 @pytest.fixture(scope="module")
-def submitted_run(tmp_path_factory):
+def cluster():
+    with local_cluster(num_cpus=1, worker_cpus=(1, 1)) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def submitted_run(cluster, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("submitted") / "run"
-    with local_cluster() as cluster:
-        out = submit(cluster, ["python", "jobs/iterative_dpo.py", "--config", "configs/quickstart.yaml",
-                               f"run.dir={run_dir}", *TINY], timeout=1500)
+    out = submit(cluster, ["python", "jobs/iterative_dpo.py", "--config", "configs/quickstart.yaml",
+                           f"run.dir={run_dir}", *TINY, *MULTINODE], timeout=1500)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    return run_dir, out.stdout
+    return run_dir, out.stdout, cluster_state(cluster)
 
 
 def test_job_submit_runs_the_whole_pipeline(submitted_run):
-    run_dir, stdout = submitted_run
+    run_dir, stdout, _ = submitted_run
     counts = _counts(run_dir)
     expected = ["distill", "sft", "eval_sft"] + [f"r1/{s}" for s in ("rollouts", "rewards", "pairs", "reference", "dpo", "eval",
                                                                    "verify")]
@@ -88,6 +100,18 @@ def test_job_submit_runs_the_whole_pipeline(submitted_run):
     assert report.is_file() and (run_dir / "report" / "output" / "accuracy.png").is_file()
 
 
+def test_engines_and_training_workers_spread_over_the_nodes(submitted_run, cluster):
+    """Ray's state API after the job: the vLLM engines and the Ray Train workers ran on two or more nodes, and
+    each worker node kept its own Ray temp folder (logs and sockets)."""
+    actors = submitted_run[2]["actors"]
+    engine_nodes = {a["node_id"] for a in actors if "GenerationActor" in a["name"]}
+    train_nodes = {a["node_id"] for a in actors if "RayTrainWorker" in a["name"]}
+    assert len(engine_nodes) >= 2, engine_nodes
+    assert len(train_nodes) >= 2, train_nodes
+    for node in cluster["nodes"]:
+        assert list(Path(node["temp"]).glob("session_*/logs/raylet.out")), f"no raylet log under {node['temp']}"
+
+
 PRE_ROUND_STAGES = ("distill", "sft", "eval_sft")
 
 
@@ -98,6 +122,64 @@ def _seed_from(source: Path, run_dir: Path) -> None:
         shutil.copytree(source / stage_dir(stage) / "output", run_dir / stage_dir(stage) / "output")
     manifest = {"stages": {k: manifest["stages"][k] for k in PRE_ROUND_STAGES}}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _counts_so_far(run_dir: Path) -> dict:
+    return _counts(run_dir) if (run_dir / "manifest.json").is_file() else {}
+
+
+def _lose_nodes_during_rollouts_and_dpo(cluster, run_dir: Path, lost: list[str], stop: threading.Event) -> None:
+    """Watch the run directory: once rollouts start, kill the worker node of a vLLM engine; once DPO has logged
+    a step, kill the worker node of a training worker and add a replacement node."""
+    deadline = time.time() + 1200
+    while not (run_dir / "rounds/r1/rollouts").exists():
+        if stop.is_set() or time.time() > deadline:
+            return
+        time.sleep(0.2)
+    kill_node(wait_for_worker_node_running(cluster, "GenerationActor"))
+    lost.append("rollouts" if "r1/rollouts" not in _counts_so_far(run_dir) else "rollouts (too late)")
+    metrics = run_dir / "rounds/r1/dpo/work/metrics.jsonl"
+    while not (metrics.is_file() and metrics.read_text().strip()):
+        if stop.is_set() or time.time() > deadline:
+            return
+        time.sleep(0.1)
+    # The two training workers need one CPU each: with one worker node lost, they sit on the head and on the one
+    # worker node left, so that node is the victim (asking the state API would take longer than the training).
+    kill_node(next(node for node in cluster["nodes"] if not node.get("killed")))
+    lost.append("dpo" if "r1/dpo" not in _counts_so_far(run_dir) else "dpo (too late)")
+    add_node(cluster, 1)  # as an autoscaler would
+
+
+def test_losing_nodes_during_rollouts_and_dpo_loses_and_repeats_nothing(submitted_run, cluster, tmp_path):
+    """A worker node holding a vLLM engine dies during rollouts: the stage finishes on the nodes left. Then a node
+    holding a training worker dies during DPO and a replacement joins: training resumes from its last checkpoint.
+    The run ends with the undisturbed run's counts, each (question, sample) once and each pair trained once per
+    epoch."""
+    reference_counts = _counts(submitted_run[0])
+    run_dir = tmp_path / "run"
+    _seed_from(submitted_run[0], run_dir)
+    cmd, env = submit_command(cluster, ["python", *JOB[1:], f"run.dir={run_dir}", *TINY, *MULTINODE,
+                                        "train.checkpoint_every_steps=1"])
+    lost: list[str] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_lose_nodes_during_rollouts_and_dpo, args=(cluster, run_dir, lost, stop))
+    watcher.start()
+    try:
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    finally:
+        stop.set()
+        watcher.join(timeout=120)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert lost == ["rollouts", "dpo"], out.stdout[-4000:]
+    assert "[dpo] resuming from the checkpoint at step" in out.stdout  # a new worker group went on from there
+    assert _counts(run_dir) == reference_counts
+    rollouts = pads.dataset(str(run_dir / "rounds/r1/rollouts/output"), format="parquet").to_table().to_pylist()
+    assert len({(r["question_id"], r["sample_index"]) for r in rollouts}) == len(rollouts) == 96
+    metrics = Path(json.loads((run_dir / "manifest.json").read_text())["stages"]["r1/dpo"]["extra"]["metrics_path"])
+    steps = [json.loads(line) for line in (metrics.parent / "samples.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
+    ids = Counter(i for s in steps for i in s["ids"])
+    assert len(ids) == reference_counts["r1/pairs"][1] and set(ids.values()) == {6}  # once per epoch, none skipped
 
 
 def test_sigkill_and_restart_gives_the_same_counts(submitted_run, tmp_path):

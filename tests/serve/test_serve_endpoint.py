@@ -13,6 +13,7 @@ import io
 import shutil
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -255,3 +256,23 @@ def test_redeploy_to_another_model_drops_no_request(served, client, tmp_path):
     assert client.models.list().data[0].created != started
     failures = [r for r in results if r != "ok"]
     assert len(results) > 20 and not failures, failures[:3]
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "llava", "llava_next"])
+def test_every_other_family_is_served(family, served, client, request):
+    """The endpoint rolled to each other family's tiny model answers an image question through the real
+    `openai` client (qwen2_vl is the module's model). Runs after the redeploy test: each one rolls again."""
+    from serve.local import redeploy
+
+    config, _ = served
+    started = client.models.list().data[0].created
+    redeploy(config.model_copy(update={"model_path": request.getfixturevalue(f"tiny_{family}")}))
+    for _ in range(60):  # the old replica may still be draining
+        if client.models.list().data[0].created != started:
+            break
+        time.sleep(0.5)
+    assert client.models.list().data[0].created != started  # the new family's replica answers from here on
+    reply = client.chat.completions.create(model=MODEL, messages=image_message(png_url(noise=True)), max_tokens=6,
+                                           temperature=0)
+    assert reply.choices[0].message.content and 1 <= reply.usage.completion_tokens <= 6
+    assert reply.usage.prompt_tokens > 16  # the image's tokens reached the model

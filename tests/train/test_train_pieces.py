@@ -146,3 +146,37 @@ def test_fewer_examples_than_a_global_batch_train_one_smaller_step():
     three, gbs = fit_global_batch(accumulating, "dpo", 3)  # 3 pairs < 2 workers x 2 micro-steps
     order = sample_order(3, three.dpo.epochs, gbs, seed=0)
     assert gbs == 4 and len(order) == 4 and set(order) == {0, 1, 2}
+
+
+PROJECTORS = {"qwen2_vl": ("model.visual.merger.",), "qwen2_5_vl": ("model.visual.merger.",),
+              "qwen3_vl": ("model.visual.merger.", "model.visual.deepstack_merger_list."),
+              "llava": ("model.multi_modal_projector.",),
+              "llava_next": ("model.multi_modal_projector.", "model.image_newline")}
+
+
+@pytest.mark.parametrize("family", sorted(PROJECTORS))
+def test_each_family_splits_into_vision_projector_and_language(family, request):
+    """The freeze settings and the vision learning rate act on these parts: a family whose projector is filed
+    under the tower (Qwen3-VL's DeepStack mergers sit under `visual.`) would be frozen with it."""
+    from reasoner_ray.models.loading import load_model_and_processor
+    from reasoner_ray.train.model_setup import part_of
+
+    model, _ = load_model_and_processor(request.getfixturevalue(f"tiny_{family}"))
+    names = [n for n, _ in model.named_parameters()]
+    parts = {n: part_of(n) for n in names}
+    assert {n for n in names if parts[n] == "projector"} == {n for n in names if n.startswith(PROJECTORS[family])}
+    assert all(parts[n] == "vision" for n in names if n.startswith(("model.visual.", "model.vision_tower."))
+               and not n.startswith(PROJECTORS[family]))
+    assert all(parts[n] == "language" for n in names if n.startswith(("model.language_model.", "lm_head.")))
+    assert {"vision", "projector", "language"} == set(parts.values())
+
+
+def test_every_family_has_one_entry_in_each_registry():
+    from typing import get_args
+
+    from reasoner_ray.core.config import ModelConfig
+    from reasoner_ray.models.tiny import FAMILIES
+    from reasoner_ray.models.tokenizer import IMAGE_SLOTS, IMAGE_TOKENS
+
+    families = set(get_args(ModelConfig.model_fields["family"].annotation))
+    assert families == set(FAMILIES) == set(IMAGE_SLOTS) == set(IMAGE_TOKENS) == set(PROJECTORS)
