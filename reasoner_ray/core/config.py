@@ -50,7 +50,8 @@ class TinyModelConfig(_Section):
 
 
 class ModelConfig(_Section):
-    family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_next"] = "qwen2_vl"  # the tiny model's family (model.path unset)
+    # the tiny model's family (model.path unset); README "Models with no hub" lists what each is checked for
+    family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_next", "gemma3"] = "qwen2_vl"
     path: str | None = None  # local HF folder or hub id; None builds the tiny model below
     tiny: TinyModelConfig = TinyModelConfig()
     cache_dir: str = "models"  # where tiny models are built, keyed by their settings
@@ -206,7 +207,7 @@ class DPOConfig(_Section):
     reference: Literal["sft", "previous"] = "sft"  # paper: the frozen SFT model
     freeze_vision: bool = True
     freeze_projector: bool = True
-    share_prompt: bool = True  # run image + prompt once per pair (KV cache) instead of once per response
+    share_prompt: bool = True  # image + prompt once per pair (KV cache), not per response; see steps.dpo_shares_prompt
     ref_batch_size: int = 16  # pairs per forward in the reference log-prob pass
 
 

@@ -7,14 +7,15 @@ from pathlib import Path
 
 
 def write_vllm_layout(folder: str | Path) -> None:
-    """Rename LLaVA's (and LLaVA-NeXT's) CLIP tower keys `vision_tower.X` -> `vision_tower.vision_model.X` in place.
+    """Rename the tower keys of LLaVA, LLaVA-NeXT (CLIP) and Gemma 3 (SigLIP) `vision_tower.X` ->
+    `vision_tower.vision_model.X` in place.
 
-    transformers 5.19 saves LLaVA's tower without the `vision_model.` level; vLLM 0.32 expects it. Other
-    families are saved in a layout vLLM already reads, so this is a no-op for them.
+    transformers 5.19 saves these towers without the `vision_model.` level; vLLM 0.32 expects it (as do the
+    released checkpoints). Other families are saved in a layout vLLM already reads: a no-op for them.
     """
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
-    if config.get("model_type") not in ("llava", "llava_next"):
+    if config.get("model_type") not in ("llava", "llava_next", "gemma3"):
         return
     from safetensors.torch import load_file, save_file
 

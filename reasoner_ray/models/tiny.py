@@ -1,13 +1,13 @@
-"""Build tiny Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-1.5 and LLaVA-NeXT models deterministically from a seed, as HF folders
-that vLLM also loads.
+"""Build tiny Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-1.5, LLaVA-NeXT and Gemma 3 models deterministically from a
+seed, as HF folders that vLLM also loads.
 
 No hub is reachable, so the quickstart and the tests use models built here: random weights, a locally trained
 tokenizer (reasoner_ray.models.tokenizer) and the family's real processor class. A folder is keyed by a hash
 of the family, the size settings and the seed, built once and reused (`ensure_tiny_model`). Building writes to
 a temporary sibling and renames it into place, so a crash never leaves a half-written model behind.
 
-LLaVA and LLaVA-NeXT: transformers 5.19 saves the CLIP tower as `vision_tower.*`, vLLM 0.32 loads
-`vision_tower.vision_model.*`; `reasoner_ray.models.export.write_vllm_layout` rewrites the keys, and
+LLaVA, LLaVA-NeXT and Gemma 3: transformers 5.19 saves the CLIP/SigLIP tower as `vision_tower.*`, vLLM 0.32
+loads `vision_tower.vision_model.*`; `reasoner_ray.models.export.write_vllm_layout` rewrites the keys, and
 transformers reads that layout back.
 """
 
@@ -190,8 +190,40 @@ def _llava_next(size: TinyModelConfig, tokenizer):
     return model, processor
 
 
+def _gemma3(size: TinyModelConfig, tokenizer):
+    """Gemma 3: a SigLIP tower pooled to `mm_tokens_per_image` soft tokens between begin/end-of-image tokens, a
+    Gemma 3 text model (alternating sliding-window and full attention layers, scaled embeddings), and
+    `token_type_ids` that let image tokens attend to each other both ways."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+
+    head_dim = size.text_hidden_size // size.text_heads
+    layer_types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(size.text_layers)]
+    rope = {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}}
+    tokens_per_image = (size.image_size // size.patch_size // 2) ** 2  # the tower's patches, average-pooled 2x2
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<start_of_image>", "<end_of_image>", "<image_soft_token>")}
+    config = Gemma3Config(
+        text_config=_text_config(size, tokenizer, model_type="gemma3_text", head_dim=head_dim,
+                                 query_pre_attn_scalar=head_dim, sliding_window=64, layer_types=layer_types,
+                                 rope_parameters=rope),
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=size.vision_hidden_size,
+                           intermediate_size=4 * size.vision_hidden_size, num_hidden_layers=size.vision_depth,
+                           num_attention_heads=size.vision_heads, image_size=size.image_size,
+                           patch_size=size.patch_size, vision_use_head=False),  # Gemma 3 pools without it
+        mm_tokens_per_image=tokens_per_image, boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"], image_token_index=ids["<image_soft_token>"], tie_word_embeddings=False,
+    )
+    model = Gemma3ForConditionalGeneration(config)
+    processor = Gemma3Processor(
+        image_processor=Gemma3ImageProcessor(size={"height": size.image_size, "width": size.image_size},
+                                             do_pan_and_scan=False),
+        tokenizer=tokenizer, chat_template=tokenizer.chat_template, image_seq_length=tokens_per_image,
+    )
+    return model, processor
+
+
 FAMILIES = {"qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl, "qwen3_vl": _qwen3_vl, "llava": _llava,
-            "llava_next": _llava_next}
+            "llava_next": _llava_next, "gemma3": _gemma3}
 
 
 def build_tiny_model(family: str, size: TinyModelConfig, seed: int, out_dir: str | Path) -> Path:

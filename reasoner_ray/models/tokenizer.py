@@ -20,6 +20,13 @@ SPECIAL_TOKENS = [
     "<|video_pad|>",
     "<image>",  # LLaVA's image placeholder
 ]
+# A family's own image tokens, added only to its tokenizer (so the other families' vocabularies stay as they were).
+FAMILY_SPECIAL_TOKENS = {
+    "gemma3": {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
+}
+# Literal tokens a family's vLLM processor looks up by text: Gemma's vocabulary has runs of newlines as single
+# tokens, and vLLM merges the newlines around an image into them.
+FAMILY_ADDED_TOKENS = {"gemma3": ["\n", "\n\n", "\n\n\n", "\n\n\n\n"]}
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -40,11 +47,12 @@ IMAGE_SLOTS = {
     "qwen3_vl": "<|vision_start|><|image_pad|><|vision_end|>",
     "llava": "<image>\n",
     "llava_next": "<image>\n",
+    "gemma3": "<start_of_image>",  # the processor expands it into begin, image tokens, end
 }
 
 # The token the processor expands into one token per image feature.
-IMAGE_TOKENS = {"qwen2_vl": "<|image_pad|>", "qwen2_5_vl": "<|image_pad|>", "qwen3_vl": "<|image_pad|>", "llava": "<image>",
-                "llava_next": "<image>"}
+IMAGE_TOKENS = {"qwen2_vl": "<|image_pad|>", "qwen2_5_vl": "<|image_pad|>", "qwen3_vl": "<|image_pad|>",
+                "llava": "<image>", "llava_next": "<image>", "gemma3": "<image_soft_token>"}
 
 
 def chat_template(family: str) -> str:
@@ -56,12 +64,13 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int, family: str):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    family_tokens = FAMILY_SPECIAL_TOKENS.get(family, {"image_token": IMAGE_TOKENS[family]})
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + [t for t in family_tokens.values() if t not in SPECIAL_TOKENS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -72,7 +81,11 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int, family: str):
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
-        extra_special_tokens={"image_token": IMAGE_TOKENS[family]},
+        extra_special_tokens=family_tokens,
     )
+    if family in FAMILY_ADDED_TOKENS:
+        from tokenizers import AddedToken
+
+        fast.add_tokens([AddedToken(t, normalized=False, special=False) for t in FAMILY_ADDED_TOKENS[family]])
     fast.chat_template = chat_template(family)
     return fast

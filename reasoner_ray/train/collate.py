@@ -55,7 +55,7 @@ class VLMEncoder:
         import torch
 
         texts = [self.prompt_text(ex["messages"]) for ex in examples]
-        images = [open_image(ex["image"]) for ex in examples]
+        images = [[open_image(ex["image"])] for ex in examples]  # one list per prompt: Gemma 3 needs the nesting
         out = self.processor(text=texts, images=images, padding=True, padding_side="right",
                              return_tensors="pt", add_special_tokens=False)
         return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}

@@ -85,7 +85,7 @@ def score_shard(config_tree: dict, ref_model_path: str, examples: list[dict], th
         model.to(torch.device("cuda", torch.cuda.current_device()))
     with reference_mode():
         return reference_logps(model, VLMEncoder(processor), examples, config.dpo.ref_batch_size,
-                               config.train.max_length, dpo_shares_prompt(config))
+                               config.train.max_length, dpo_shares_prompt(config, model))
 
 
 def _sharded_logps(config: Config, ref_model_path: str, examples: list[dict]) -> list[tuple[float, float]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasoner_ray.train.collate import IGNORE_INDEX, VLMEncoder, collate_pairs, collate_sft
-from reasoner_ray.train.logprobs import pair_logps
+from reasoner_ray.train.logprobs import pair_logps, unwrap
 from reasoner_ray.train.losses import PairLogps, dpo_loss, sft_loss
 
 
@@ -40,11 +40,22 @@ def token_share(local_tokens: int, accumulation: int) -> float:
     return max(total, 1.0) / (accumulation * world_size())
 
 
-def dpo_shares_prompt(config) -> bool:
+def has_sliding_window(hf_config) -> bool:
+    """Whether the text model has sliding-window attention layers (Gemma 3). Their masks count cache slots, and
+    the shared-prompt path leaves holes after right-padded prompts, so a window would cut in the wrong place."""
+    text = getattr(hf_config, "text_config", hf_config)
+    if not getattr(text, "sliding_window", None):
+        return False
+    layer_types = getattr(text, "layer_types", None)
+    return "sliding_attention" in layer_types if layer_types else bool(getattr(text, "use_sliding_window", False))
+
+
+def dpo_shares_prompt(config, model) -> bool:
     """Whether the DPO log-probs run the prompt once per pair (a KV cache, which gradient checkpointing does not
-    keep). The policy and the reference pass both ask here, so they take the same numeric path: z = 0 on equal
-    weights."""
-    return config.dpo.share_prompt and not config.train.gradient_checkpointing
+    keep, and which sliding-window layers cannot use). The policy and the reference pass both ask here, so they
+    take the same numeric path: z = 0 on equal weights."""
+    return (config.dpo.share_prompt and not config.train.gradient_checkpointing
+            and not has_sliding_window(unwrap(model).config))
 
 
 def _sft_loss(model, batch, encoder, config, token_share=None):
@@ -57,7 +68,7 @@ def _sft_loss(model, batch, encoder, config, token_share=None):
 def _dpo_loss(model, batch, encoder, config, token_share=None):
     if "ref_chosen_logps" not in batch:
         raise ValueError("DPO batch has no reference log-probs: run compute_reference_logps first")
-    chosen, rejected = pair_logps(model, batch, encoder.pad_id, share_prompt=dpo_shares_prompt(config))
+    chosen, rejected = pair_logps(model, batch, encoder.pad_id, share_prompt=dpo_shares_prompt(config, model))
     tokens = batch["completion_mask"].sum(1).to(chosen.dtype)
     logps = PairLogps(chosen, rejected, batch["ref_chosen_logps"].to(chosen.dtype),
                       batch["ref_rejected_logps"].to(chosen.dtype), tokens[0::2], tokens[1::2])

@@ -33,7 +33,7 @@ def test_reference_and_policy_give_z_zero_on_equal_weights(tiny_qwen2_vl, share_
     policy, processor = prepare_model(tiny_qwen2_vl, config.model.dtype, config.train, False, False)  # train mode
     encoder = VLMEncoder(processor)
     batch = collate_pairs(encoder, examples, config.train.max_length)
-    chosen, rejected = pair_logps(policy, batch, encoder.pad_id, share_prompt=dpo_shares_prompt(config))
+    chosen, rejected = pair_logps(policy, batch, encoder.pad_id, share_prompt=dpo_shares_prompt(config, policy))
     z = config.dpo.beta * ((chosen - torch.tensor([c for c, _ in reference], dtype=chosen.dtype))
                            - (rejected - torch.tensor([r for _, r in reference], dtype=rejected.dtype)))
     assert torch.allclose(z, torch.zeros_like(z), atol=1e-5), z

@@ -151,7 +151,8 @@ def test_fewer_examples_than_a_global_batch_train_one_smaller_step():
 PROJECTORS = {"qwen2_vl": ("model.visual.merger.",), "qwen2_5_vl": ("model.visual.merger.",),
               "qwen3_vl": ("model.visual.merger.", "model.visual.deepstack_merger_list."),
               "llava": ("model.multi_modal_projector.",),
-              "llava_next": ("model.multi_modal_projector.", "model.image_newline")}
+              "llava_next": ("model.multi_modal_projector.", "model.image_newline"),
+              "gemma3": ("model.multi_modal_projector.",)}
 
 
 @pytest.mark.parametrize("family", sorted(PROJECTORS))
