@@ -73,3 +73,8 @@ def tiny_qwen3_vl(tiny_model_cache) -> str:
 @pytest.fixture(scope="session")
 def tiny_gemma3(tiny_model_cache) -> str:
     return _tiny("gemma3", tiny_model_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_idefics3(tiny_model_cache) -> str:
+    return _tiny("idefics3", tiny_model_cache)

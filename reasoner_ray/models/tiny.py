@@ -1,5 +1,5 @@
-"""Build tiny Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-1.5, LLaVA-NeXT and Gemma 3 models deterministically from a
-seed, as HF folders that vLLM also loads.
+"""Build tiny Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-1.5, LLaVA-NeXT, Gemma 3 and Idefics3 models deterministically
+from a seed, as HF folders that vLLM also loads.
 
 No hub is reachable, so the quickstart and the tests use models built here: random weights, a locally trained
 tokenizer (reasoner_ray.models.tokenizer) and the family's real processor class. A folder is keyed by a hash
@@ -222,8 +222,34 @@ def _gemma3(size: TinyModelConfig, tokenizer):
     return model, processor
 
 
+def _idefics3(size: TinyModelConfig, tokenizer):
+    """Idefics3 (SmolVLM's architecture): a SigLIP tower on a global view plus tiles of an image split at
+    `max_image_size` (each framed by special tokens and named by row and column), pixel-shuffled by
+    `scale_factor` into a connector, `pixel_attention_mask` for padded tiles, a Llama text model."""
+    from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor,
+                              Idefics3Processor)
+
+    scale = 2
+    tokens_per_tile = (size.image_size // size.patch_size) ** 2 // (scale * scale)
+    config = Idefics3Config(
+        text_config=_text_config(size, tokenizer, model_type="llama"),
+        vision_config=dict(hidden_size=size.vision_hidden_size, intermediate_size=4 * size.vision_hidden_size,
+                           num_hidden_layers=size.vision_depth, num_attention_heads=size.vision_heads,
+                           image_size=size.image_size, patch_size=size.patch_size),
+        scale_factor=scale, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )
+    model = Idefics3ForConditionalGeneration(config)
+    processor = Idefics3Processor(
+        image_processor=Idefics3ImageProcessor(size={"longest_edge": 2 * size.image_size}, do_image_splitting=True,
+                                               max_image_size={"longest_edge": size.image_size}),
+        tokenizer=tokenizer, chat_template=tokenizer.chat_template, image_seq_len=tokens_per_tile,
+    )
+    return model, processor
+
+
 FAMILIES = {"qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl, "qwen3_vl": _qwen3_vl, "llava": _llava,
-            "llava_next": _llava_next, "gemma3": _gemma3}
+            "llava_next": _llava_next, "gemma3": _gemma3, "idefics3": _idefics3}
 
 
 def build_tiny_model(family: str, size: TinyModelConfig, seed: int, out_dir: str | Path) -> Path:

@@ -26,7 +26,12 @@ FAMILY_SPECIAL_TOKENS = {
 }
 # Literal tokens a family's vLLM processor looks up by text: Gemma's vocabulary has runs of newlines as single
 # tokens, and vLLM merges the newlines around an image into them.
-FAMILY_ADDED_TOKENS = {"gemma3": ["\n", "\n\n", "\n\n\n", "\n\n\n\n"]}
+FAMILY_ADDED_TOKENS = {
+    "gemma3": ["\n", "\n\n", "\n\n\n", "\n\n\n\n"],
+    # Idefics3's processor frames each image with these and names each tile by its row and column.
+    "idefics3": ["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
+                + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)],
+}
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -48,11 +53,12 @@ IMAGE_SLOTS = {
     "llava": "<image>\n",
     "llava_next": "<image>\n",
     "gemma3": "<start_of_image>",  # the processor expands it into begin, image tokens, end
+    "idefics3": "<image>",  # the processor expands it into the framed global image and tiles
 }
 
 # The token the processor expands into one token per image feature.
 IMAGE_TOKENS = {"qwen2_vl": "<|image_pad|>", "qwen2_5_vl": "<|image_pad|>", "qwen3_vl": "<|image_pad|>",
-                "llava": "<image>", "llava_next": "<image>", "gemma3": "<image_soft_token>"}
+                "llava": "<image>", "llava_next": "<image>", "gemma3": "<image_soft_token>", "idefics3": "<image>"}
 
 
 def chat_template(family: str) -> str:

@@ -16,8 +16,10 @@ import logging
 log = logging.getLogger(__name__)
 
 PART_MARKERS = {
-    # LLaVA-NeXT's image_newline separates rows of tiles; Qwen3-VL's DeepStack mergers project tower layers
-    "projector": ("visual.merger.", "visual.deepstack_merger_list.", "multi_modal_projector.", "image_newline"),
+    # LLaVA-NeXT's image_newline separates rows of tiles; Qwen3-VL's DeepStack mergers project tower layers;
+    # Idefics3's connector pixel-shuffles the tower's output into the text model
+    "projector": ("visual.merger.", "visual.deepstack_merger_list.", "multi_modal_projector.", "image_newline",
+                  "model.connector."),
     "vision": ("visual.", "vision_tower.", "vision_model."),
 }
 

@@ -152,7 +152,7 @@ PROJECTORS = {"qwen2_vl": ("model.visual.merger.",), "qwen2_5_vl": ("model.visua
               "qwen3_vl": ("model.visual.merger.", "model.visual.deepstack_merger_list."),
               "llava": ("model.multi_modal_projector.",),
               "llava_next": ("model.multi_modal_projector.", "model.image_newline"),
-              "gemma3": ("model.multi_modal_projector.",)}
+              "gemma3": ("model.multi_modal_projector.",), "idefics3": ("model.connector.",)}
 
 
 @pytest.mark.parametrize("family", sorted(PROJECTORS))
@@ -166,9 +166,10 @@ def test_each_family_splits_into_vision_projector_and_language(family, request):
     names = [n for n, _ in model.named_parameters()]
     parts = {n: part_of(n) for n in names}
     assert {n for n in names if parts[n] == "projector"} == {n for n in names if n.startswith(PROJECTORS[family])}
-    assert all(parts[n] == "vision" for n in names if n.startswith(("model.visual.", "model.vision_tower."))
-               and not n.startswith(PROJECTORS[family]))
-    assert all(parts[n] == "language" for n in names if n.startswith(("model.language_model.", "lm_head.")))
+    towers = ("model.visual.", "model.vision_tower.", "model.vision_model.")
+    assert all(parts[n] == "vision" for n in names if n.startswith(towers) and not n.startswith(PROJECTORS[family]))
+    texts = ("model.language_model.", "model.text_model.", "lm_head.")
+    assert all(parts[n] == "language" for n in names if n.startswith(texts))
     assert {"vision", "projector", "language"} == set(parts.values())
 
 
