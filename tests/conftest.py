@@ -78,3 +78,8 @@ def tiny_gemma3(tiny_model_cache) -> str:
 @pytest.fixture(scope="session")
 def tiny_idefics3(tiny_model_cache) -> str:
     return _tiny("idefics3", tiny_model_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_internvl(tiny_model_cache) -> str:
+    return _tiny("internvl", tiny_model_cache)

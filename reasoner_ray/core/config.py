@@ -51,7 +51,8 @@ class TinyModelConfig(_Section):
 
 class ModelConfig(_Section):
     # the tiny model's family (model.path unset); README "Models with no hub" lists what each is checked for
-    family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_next", "gemma3", "idefics3"] = "qwen2_vl"
+    family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_next", "gemma3", "idefics3",
+                    "internvl"] = "qwen2_vl"
     path: str | None = None  # local HF folder or hub id; None builds the tiny model below
     tiny: TinyModelConfig = TinyModelConfig()
     cache_dir: str = "models"  # where tiny models are built, keyed by their settings

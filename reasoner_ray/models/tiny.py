@@ -1,5 +1,5 @@
-"""Build tiny Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-1.5, LLaVA-NeXT, Gemma 3 and Idefics3 models deterministically
-from a seed, as HF folders that vLLM also loads.
+"""Build tiny Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-1.5, LLaVA-NeXT, Gemma 3, Idefics3 and InternVL models
+deterministically from a seed, as HF folders that vLLM also loads.
 
 No hub is reachable, so the quickstart and the tests use models built here: random weights, a locally trained
 tokenizer (reasoner_ray.models.tokenizer) and the family's real processor class. A folder is keyed by a hash
@@ -248,8 +248,35 @@ def _idefics3(size: TinyModelConfig, tokenizer):
     return model, processor
 
 
+def _internvl(size: TinyModelConfig, tokenizer):
+    """InternVL (transformers format, InternVL3): an InternViT tower (layer scale, mean pooling) pixel-shuffled by
+    `downsample_ratio` into an MLP projector, a Qwen2 text model; the image's tiles are flattened into one
+    `pixel_values` for the whole batch."""
+    from transformers import (GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration,
+                              InternVLProcessor, InternVLVideoProcessor)
+
+    tokens_per_image = (size.image_size // size.patch_size) ** 2 // 4  # downsample_ratio 0.5 on each side
+    config = InternVLConfig(
+        text_config=_text_config(size, tokenizer, model_type="qwen2"),
+        vision_config=dict(hidden_size=size.vision_hidden_size, intermediate_size=4 * size.vision_hidden_size,
+                           num_hidden_layers=size.vision_depth, num_attention_heads=size.vision_heads,
+                           image_size=[size.image_size] * 2, patch_size=[size.patch_size] * 2),
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=tokens_per_image,
+        downsample_ratio=0.5, tie_word_embeddings=False,
+    )
+    model = InternVLForConditionalGeneration(config)
+    image_size = {"height": size.image_size, "width": size.image_size}
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size=image_size, crop_to_patches=False),
+        video_processor=InternVLVideoProcessor(size=image_size),
+        tokenizer=tokenizer, chat_template=tokenizer.chat_template, image_seq_length=tokens_per_image,
+    )
+    return model, processor
+
+
 FAMILIES = {"qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl, "qwen3_vl": _qwen3_vl, "llava": _llava,
-            "llava_next": _llava_next, "gemma3": _gemma3, "idefics3": _idefics3}
+            "llava_next": _llava_next, "gemma3": _gemma3, "idefics3": _idefics3,
+            "internvl": _internvl}
 
 
 def build_tiny_model(family: str, size: TinyModelConfig, seed: int, out_dir: str | Path) -> Path:

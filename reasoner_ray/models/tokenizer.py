@@ -23,6 +23,8 @@ SPECIAL_TOKENS = [
 # A family's own image tokens, added only to its tokenizer (so the other families' vocabularies stay as they were).
 FAMILY_SPECIAL_TOKENS = {
     "gemma3": {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
+    "internvl": {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                 "video_token": "<video>"},
 }
 # Literal tokens a family's vLLM processor looks up by text: Gemma's vocabulary has runs of newlines as single
 # tokens, and vLLM merges the newlines around an image into them.
@@ -54,11 +56,13 @@ IMAGE_SLOTS = {
     "llava_next": "<image>\n",
     "gemma3": "<start_of_image>",  # the processor expands it into begin, image tokens, end
     "idefics3": "<image>",  # the processor expands it into the framed global image and tiles
+    "internvl": "<IMG_CONTEXT>\n",  # the processor expands it into <img>, one token per feature, </img>
 }
 
 # The token the processor expands into one token per image feature.
 IMAGE_TOKENS = {"qwen2_vl": "<|image_pad|>", "qwen2_5_vl": "<|image_pad|>", "qwen3_vl": "<|image_pad|>",
-                "llava": "<image>", "llava_next": "<image>", "gemma3": "<image_soft_token>", "idefics3": "<image>"}
+                "llava": "<image>", "llava_next": "<image>", "gemma3": "<image_soft_token>", "idefics3": "<image>",
+                "internvl": "<IMG_CONTEXT>"}
 
 
 def chat_template(family: str) -> str:

@@ -27,7 +27,7 @@ def _hf_greedy(model_path, rows, max_new_tokens):
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_next", "gemma3",
-                                    "idefics3"])
+                                    "idefics3", "internvl"])
 def test_generate_with_image_in_ray_actor(family, request, ray_local):
     from reasoner_ray.engines.vllm_generator import EngineSettings, VLLMGenerator
 
@@ -45,7 +45,7 @@ def test_generate_with_image_in_ray_actor(family, request, ray_local):
     # 64x64 pixels, patch 8: 64 features (the Qwen VLs merge 2x2 into 16, Gemma 3 pools 2x2 into 16; LLaVA-NeXT adds
     # its tiles and newlines)
     image_tokens = {"qwen2_vl": 16, "qwen2_5_vl": 16, "qwen3_vl": 16, "llava": 64, "llava_next": 64, "gemma3": 16,
-                    "idefics3": 16}[family]
+                    "idefics3": 16, "internvl": 16}[family]
     for row_samples in sampled:
         for s in row_samples:
             assert s.prompt_tokens > image_tokens

@@ -259,7 +259,7 @@ def test_redeploy_to_another_model_drops_no_request(served, client, tmp_path):
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "llava", "llava_next", "gemma3",
-                                    "idefics3"])
+                                    "idefics3", "internvl"])
 def test_every_other_family_is_served(family, served, client, request):
     """The endpoint rolled to each other family's tiny model answers an image question through the real
     `openai` client (qwen2_vl is the module's model). Runs after the redeploy test: each one rolls again."""

@@ -14,7 +14,8 @@ from reasoner_ray.train.losses import sft_loss
 
 
 @pytest.fixture(scope="module", params=["tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl", "tiny_llava",
-                                                      "tiny_llava_next", "tiny_gemma3", "tiny_idefics3"])
+                                                      "tiny_llava_next", "tiny_gemma3", "tiny_idefics3",
+                                                      "tiny_internvl"])
 def model_and_encoder(request):
     from reasoner_ray.models.loading import load_model_and_processor
 
@@ -101,7 +102,7 @@ def _perturbed_copy(path: str, out) -> str:
 @pytest.mark.slow  # TRL's trainer plus three model loads: about 30 s on a shared 2-core box
 @pytest.mark.ray  # the reference pass runs as Ray tasks
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_next", "gemma3",
-                                    "idefics3"])
+                                    "idefics3", "internvl"])
 def test_first_batch_equals_trl_dpo_trainer(family, request, tmp_path, ray_local):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer

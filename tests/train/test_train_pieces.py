@@ -152,7 +152,8 @@ PROJECTORS = {"qwen2_vl": ("model.visual.merger.",), "qwen2_5_vl": ("model.visua
               "qwen3_vl": ("model.visual.merger.", "model.visual.deepstack_merger_list."),
               "llava": ("model.multi_modal_projector.",),
               "llava_next": ("model.multi_modal_projector.", "model.image_newline"),
-              "gemma3": ("model.multi_modal_projector.",), "idefics3": ("model.connector.",)}
+              "gemma3": ("model.multi_modal_projector.",), "idefics3": ("model.connector.",),
+              "internvl": ("model.multi_modal_projector.",)}
 
 
 @pytest.mark.parametrize("family", sorted(PROJECTORS))
