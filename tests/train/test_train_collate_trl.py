@@ -101,7 +101,7 @@ def _perturbed_copy(path: str, out) -> str:
 
 @pytest.mark.slow  # TRL's trainer plus three model loads: about 30 s on a shared 2-core box
 @pytest.mark.ray  # the reference pass runs as Ray tasks
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_next", "gemma3",
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_next", "gemma3",
                                     "idefics3", "internvl"])
 def test_first_batch_equals_trl_dpo_trainer(family, request, tmp_path, ray_local):
     from datasets import Dataset
