@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from reasoner_ray.models.tiny import FAMILIES
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("REASONER_CACHE_ROOT", str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,14 +35,17 @@ def tiny_model_cache() -> Path:
     return ROOT / "models"
 
 
-@pytest.fixture(scope="session")
-def tiny_qwen2_vl(tiny_model_cache) -> str:
-    return _tiny("qwen2_vl", tiny_model_cache)
+def _tiny_fixture(family: str):
+    @pytest.fixture(scope="session", name=f"tiny_{family}")
+    def tiny(tiny_model_cache) -> str:
+        return _tiny(family, tiny_model_cache)
+
+    return tiny
 
 
-@pytest.fixture(scope="session")
-def tiny_llava(tiny_model_cache) -> str:
-    return _tiny("llava", tiny_model_cache)
+# One session fixture per family, `tiny_<family>` (e.g. tiny_qwen2_vl, tiny_llava_next), from the family registry.
+for _family in FAMILIES:
+    globals()[f"tiny_{_family}"] = _tiny_fixture(_family)
 
 
 @pytest.fixture(scope="session")
@@ -53,33 +58,3 @@ def ray_local():
     init_ray(num_cpus=2)
     yield ray
     ray.shutdown()
-
-
-@pytest.fixture(scope="session")
-def tiny_llava_next(tiny_model_cache) -> str:
-    return _tiny("llava_next", tiny_model_cache)
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen2_5_vl(tiny_model_cache) -> str:
-    return _tiny("qwen2_5_vl", tiny_model_cache)
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen3_vl(tiny_model_cache) -> str:
-    return _tiny("qwen3_vl", tiny_model_cache)
-
-
-@pytest.fixture(scope="session")
-def tiny_gemma3(tiny_model_cache) -> str:
-    return _tiny("gemma3", tiny_model_cache)
-
-
-@pytest.fixture(scope="session")
-def tiny_idefics3(tiny_model_cache) -> str:
-    return _tiny("idefics3", tiny_model_cache)
-
-
-@pytest.fixture(scope="session")
-def tiny_internvl(tiny_model_cache) -> str:
-    return _tiny("internvl", tiny_model_cache)
