@@ -32,7 +32,7 @@ from reasoner_ray.core.prompts import (
 BUILD_VERSION = 3  # bump when the construction below changes, so cached folders are rebuilt
 
 
-VISION_PARTS = ("visual.", "vision_tower.")  # parameter-name parts of each family's vision tower
+VISION_PARTS = ("visual.", "vision_tower.", "vision_model.")  # parameter-name parts of each family's vision tower
 
 
 def tiny_model_key(family: str, size: TinyModelConfig, seed: int) -> str:
@@ -267,7 +267,7 @@ def _internvl(size: TinyModelConfig, tokenizer):
     model = InternVLForConditionalGeneration(config)
     image_size = {"height": size.image_size, "width": size.image_size}
     processor = InternVLProcessor(
-        image_processor=GotOcr2ImageProcessor(size=image_size, crop_to_patches=False),
+        image_processor=GotOcr2ImageProcessor(size=image_size),  # wide images become tiles plus a thumbnail
         video_processor=InternVLVideoProcessor(size=image_size),
         tokenizer=tokenizer, chat_template=tokenizer.chat_template, image_seq_length=tokens_per_image,
     )
