@@ -42,10 +42,24 @@ def _agent_ports() -> list[str]:
     return [f"--{flag}={free_port()}" for flag in AGENT_PORT_FLAGS]
 
 
+# "/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store" under a node's temp folder: AF_UNIX socket paths
+# are limited to 107 bytes, which a deeply nested clone's .tmp can overrun.
+SOCKET_PATH_TAIL = 64
+
+
+def _temp_dir(prefix: str) -> Path:
+    """A Ray temp folder in the project's .tmp, or in the system's temp folder when the project's path would make
+    Ray's socket paths too long (the caller removes it either way)."""
+    base = ROOT / ".tmp"
+    if len(str(base)) + len(prefix) + 10 + SOCKET_PATH_TAIL > 107:
+        base = Path(tempfile.gettempdir())
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
 @contextmanager
 def local_cluster(num_cpus: int = 2, worker_cpus: tuple[int, ...] = ()):
     """A head node with `num_cpus` CPUs plus one worker node per entry of `worker_cpus`."""
-    temp = Path(tempfile.mkdtemp(prefix="rc-", dir=ROOT / ".tmp"))
+    temp = _temp_dir("rc-")
     gcs_port, dash_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -73,6 +87,7 @@ def local_cluster(num_cpus: int = 2, worker_cpus: tuple[int, ...] = ()):
         for node in cluster["nodes"]:
             if not node.get("killed"):
                 kill_node(node)
+            shutil.rmtree(node["temp"], ignore_errors=True)
         # Stop only this cluster's processes (by its temp dir or GCS port), never every Ray on the machine:
         # politely first, then SIGKILL what is left (gcs_server can outlive a SIGTERM).
         patterns = [str(temp), f"--gcs-address=127.0.0.1:{gcs_port}", f"--gcs_server_port={gcs_port}"]
@@ -85,7 +100,7 @@ def local_cluster(num_cpus: int = 2, worker_cpus: tuple[int, ...] = ()):
 
 def add_node(cluster: dict, num_cpus: int = 1) -> dict:
     """Join one more node to the cluster (as an autoscaler would); returns {"port", "temp", "id"}."""
-    temp = Path(tempfile.mkdtemp(prefix="node-", dir=cluster["temp"]))
+    temp = _temp_dir("rn-")
     port = free_port()
     start = [str(BIN / "ray"), "start", f"--address={cluster['gcs']}", "--node-ip-address=127.0.0.1",
              f"--num-cpus={num_cpus}", f"--node-manager-port={port}", f"--temp-dir={temp}",
