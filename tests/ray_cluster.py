@@ -164,17 +164,19 @@ def cluster_nodes(cluster: dict) -> list[dict]:
     return cluster_state(cluster)["nodes"]
 
 
-def nodes_running(cluster: dict, actor_name: str, alive_only: bool = True) -> set[str]:
-    """Ids of the nodes where an actor whose class or repr name contains `actor_name` runs (or ran)."""
+def nodes_running(cluster: dict, actor_name: str, states: tuple[str, ...] = ("ALIVE",)) -> set[str]:
+    """Ids of the nodes where an actor whose class or repr name contains `actor_name` is in one of `states`."""
     return {a["node_id"] for a in cluster_state(cluster)["actors"]
-            if actor_name in a["name"] and (a["state"] == "ALIVE" or not alive_only) and a["node_id"]}
+            if actor_name in a["name"] and a["state"] in states and a["node_id"]}
 
 
-def wait_for_worker_node_running(cluster: dict, actor_name: str, timeout: float = 300) -> dict:
-    """The first live worker node (not the head) where such an actor is alive."""
+def wait_for_worker_node_running(cluster: dict, actor_name: str, timeout: float = 300,
+                                 states: tuple[str, ...] = ("ALIVE",)) -> dict:
+    """The first live worker node (not the head) where such an actor is in one of `states` (PENDING_CREATION:
+    placed there and still in its constructor)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        busy = nodes_running(cluster, actor_name)
+        busy = nodes_running(cluster, actor_name, states)
         node = next((n for n in cluster["nodes"] if n["id"] in busy and not n.get("killed")), None)
         if node:
             return node

@@ -136,7 +136,9 @@ def _lose_nodes_during_rollouts_and_dpo(cluster, run_dir: Path, lost: list[str],
         if stop.is_set() or time.time() > deadline:
             return
         time.sleep(0.2)
-    kill_node(wait_for_worker_node_running(cluster, "GenerationActor"))
+    # An engine starting (its constructor builds vLLM, ~10 s) or generating: the stage's 24 questions take only
+    # seconds to generate, so waiting for a fully started engine can come too late.
+    kill_node(wait_for_worker_node_running(cluster, "GenerationActor", states=("PENDING_CREATION", "ALIVE")))
     lost.append("rollouts" if "r1/rollouts" not in _counts_so_far(run_dir) else "rollouts (too late)")
     metrics = run_dir / "rounds/r1/dpo/work/metrics.jsonl"
     while not (metrics.is_file() and metrics.read_text().strip()):
@@ -198,13 +200,15 @@ def test_sigkill_and_restart_gives_the_same_counts(submitted_run, tmp_path):
 
 def test_redo_of_a_middle_stage_with_fewer_pairs_than_a_global_batch(submitted_run, tmp_path):
     """`--redo r1/dpo` on a finished run: stages before it are kept as they are, r1/dpo and every stage after it
-    run again. The global batch is set above the round's pairs: DPO trains one smaller step and says so."""
+    run again. The global batch is set above the round's pairs (one epoch): DPO trains one smaller step and says
+    so."""
     source = submitted_run[0]
     before = json.loads((source / "manifest.json").read_text())["stages"]
     pairs = before["r1/pairs"]["outputs"]
     run_dir = tmp_path / "run"
     shutil.copytree(source, run_dir)
-    args = [*JOB, "--redo", "r1/dpo", f"run.dir={run_dir}", *TINY, f"dpo.global_batch_size={pairs + 1}"]
+    args = [*JOB, "--redo", "r1/dpo", f"run.dir={run_dir}", *TINY, f"dpo.global_batch_size={pairs + 1}",
+            "dpo.epochs=1"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
