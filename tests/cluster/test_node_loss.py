@@ -120,7 +120,8 @@ def test_endpoint_keeps_answering_when_a_replica_node_dies(cluster, tiny_qwen2_v
     def client_loop():
         with httpx.Client() as client:
             while not stop.is_set():
-                results.append((time.monotonic(), _chat(client, url)))
+                ok = _chat(client, url)
+                results.append((time.monotonic(), ok))  # when it ended: a request in flight at the kill is "after"
 
     try:
         deadline = time.monotonic() + 300
