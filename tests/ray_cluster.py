@@ -48,11 +48,12 @@ SOCKET_PATH_TAIL = 64
 
 
 def _temp_dir(prefix: str) -> Path:
-    """A Ray temp folder in the project's .tmp, or in the system's temp folder when the project's path would make
-    Ray's socket paths too long (the caller removes it either way)."""
+    """A Ray temp folder in the project's .tmp, or in /tmp when the project's path would make Ray's socket paths
+    too long (the caller removes it either way). Not tempfile.gettempdir(): the test command points TMPDIR at
+    the project's .tmp, the very path that is too long."""
     base = ROOT / ".tmp"
     if len(str(base)) + len(prefix) + 10 + SOCKET_PATH_TAIL > 107:
-        base = Path(tempfile.gettempdir())
+        base = Path("/tmp")
     return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 

@@ -10,13 +10,13 @@ and resuming distillation and SFT themselves is tested in tests/distill and test
 
 import json
 import os
-from collections import Counter
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.dataset as pads
