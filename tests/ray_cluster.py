@@ -116,26 +116,32 @@ def add_node(cluster: dict, num_cpus: int = 1) -> dict:
     return node
 
 
-def kill_node(node: dict) -> int:
-    """SIGKILL the node's raylet and every process under it (its workers, their vLLM engines, its agents), as
-    when a machine disappears. Returns how many processes were killed."""
-    victims = []
+def _node_processes(node: dict) -> set[psutil.Process]:
+    """The node's raylet and every process under it (workers, their vLLM engines, agents)."""
+    found = set()
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if f"--node_manager_port={node['port']}" in cmdline or str(node["temp"]) in cmdline:
-            victims.append(proc)
+            found.add(proc)
             try:
-                victims.extend(proc.children(recursive=True))
+                found.update(proc.children(recursive=True))
             except psutil.NoSuchProcess:
                 pass
-    for proc in set(victims):
+    return found
+
+
+def kill_node(node: dict) -> int:
+    """SIGKILL the node's raylet and every process under it, as when a machine disappears. Returns how many
+    processes were killed."""
+    victims = _node_processes(node)
+    for proc in victims:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(list(set(victims)), timeout=10)
+    psutil.wait_procs(list(victims), timeout=10)
     node["killed"] = True
-    return len(set(victims))
+    return len(victims)
 
 
 _STATE_SCRIPT = """
@@ -165,23 +171,28 @@ def cluster_nodes(cluster: dict) -> list[dict]:
     return cluster_state(cluster)["nodes"]
 
 
-def nodes_running(cluster: dict, actor_name: str, states: tuple[str, ...] = ("ALIVE",)) -> set[str]:
-    """Ids of the nodes where an actor whose class or repr name contains `actor_name` is in one of `states`."""
-    return {a["node_id"] for a in cluster_state(cluster)["actors"]
-            if actor_name in a["name"] and a["state"] in states and a["node_id"]}
+def _runs_actor(node: dict, actor_name: str) -> bool:
+    """Whether a worker process of the node has an actor of that name in its title: Ray titles an actor's
+    process `ray::<name>.__init__` while its constructor runs and `ray::<name>` or `ray::<name>.<method>` after."""
+    for proc in _node_processes(node):
+        try:
+            if any(part.startswith("ray::") and actor_name in part for part in proc.cmdline()):
+                return True
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return False
 
 
-def wait_for_worker_node_running(cluster: dict, actor_name: str, timeout: float = 300,
-                                 states: tuple[str, ...] = ("ALIVE",)) -> dict:
-    """The first live worker node (not the head) where such an actor is in one of `states` (PENDING_CREATION:
-    placed there and still in its constructor)."""
+def wait_for_worker_node_running(cluster: dict, actor_name: str, timeout: float = 300) -> dict:
+    """The first live worker node (not the head) with a process of such an actor, from its constructor on. Read
+    from the processes themselves: the state API takes seconds per query and names an actor only once it is
+    constructed, which can be too late for a stage that lasts seconds."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        busy = nodes_running(cluster, actor_name, states)
-        node = next((n for n in cluster["nodes"] if n["id"] in busy and not n.get("killed")), None)
+        node = next((n for n in cluster["nodes"] if not n.get("killed") and _runs_actor(n, actor_name)), None)
         if node:
             return node
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise TimeoutError(f"no {actor_name} actor came up on a worker node in {timeout} s")
 
 

@@ -130,7 +130,15 @@ def _counts_so_far(run_dir: Path) -> dict:
 
 def _lose_nodes_during_rollouts_and_dpo(cluster, run_dir: Path, lost: list[str], stop: threading.Event) -> None:
     """Watch the run directory: once rollouts start, kill the worker node of a vLLM engine; once DPO has logged
-    a step, kill the worker node of a training worker and add a replacement node."""
+    a step, kill the worker node of a training worker and add a replacement node. An error is put in `lost`,
+    where the test's assertion shows it (a thread's exception would not fail the test)."""
+    try:
+        _watch_and_kill(cluster, run_dir, lost, stop)
+    except Exception as exc:  # noqa: BLE001 - reported through `lost`
+        lost.append(f"watcher failed: {exc!r}")
+
+
+def _watch_and_kill(cluster, run_dir: Path, lost: list[str], stop: threading.Event) -> None:
     deadline = time.time() + 1200
     while not (run_dir / "rounds/r1/rollouts").exists():
         if stop.is_set() or time.time() > deadline:
@@ -138,16 +146,14 @@ def _lose_nodes_during_rollouts_and_dpo(cluster, run_dir: Path, lost: list[str],
         time.sleep(0.2)
     # An engine starting (its constructor builds vLLM, ~10 s) or generating: the stage's 24 questions take only
     # seconds to generate, so waiting for a fully started engine can come too late.
-    kill_node(wait_for_worker_node_running(cluster, "GenerationActor", states=("PENDING_CREATION", "ALIVE")))
+    kill_node(wait_for_worker_node_running(cluster, "GenerationActor"))
     lost.append("rollouts" if "r1/rollouts" not in _counts_so_far(run_dir) else "rollouts (too late)")
     metrics = run_dir / "rounds/r1/dpo/work/metrics.jsonl"
     while not (metrics.is_file() and metrics.read_text().strip()):
         if stop.is_set() or time.time() > deadline:
             return
         time.sleep(0.1)
-    # The two training workers need one CPU each: with one worker node lost, they sit on the head and on the one
-    # worker node left, so that node is the victim (asking the state API would take longer than the training).
-    kill_node(next(node for node in cluster["nodes"] if not node.get("killed")))
+    kill_node(wait_for_worker_node_running(cluster, "RayTrainWorker", timeout=60))
     lost.append("dpo" if "r1/dpo" not in _counts_so_far(run_dir) else "dpo (too late)")
     add_node(cluster, 1)  # as an autoscaler would
 
