@@ -1,6 +1,6 @@
 """Prometheus metrics of one replica, served at GET /metrics (text exposition format).
 
-Each replica keeps its own registry (labelled with its replica id), so scraping through the Serve proxy
+Each replica keeps its own registry (labelled with its replica id), so scraping through the HTTP ingress
 reaches one replica per scrape; with several replicas, scrape Ray's metrics port or sum by `replica`.
 Counters: requests by route and status, errors by code, prompt and generated tokens; a latency histogram.
 """
