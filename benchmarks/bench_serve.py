@@ -9,7 +9,7 @@ time (never both at once: the machine has 2 cores), so other processes' load on 
 alike. Ray's idle processes (GCS, raylet, controller) stay up during vLLM's rounds: about 2-4% of a core. Printed
 per server: errors, p50/p99 latency, requests/s, generated tokens/s (from the responses' usage); then the
 throughput ratio Serve / vLLM (target >= 0.9). Only 127.0.0.1 is contacted. `--out FILE` also writes JSON.
-Serve's ingress is HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1, the project's default); run with
+Serve's ingress is HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1, as the RayService runs it; README "Ingress"); run with
 RAY_SERVE_ENABLE_HA_PROXY=0 to measure Serve's Python proxy actor instead.
 """
 
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         from reasoner_ray.models.tiny import ensure_tiny_model
 
         model = str(ensure_tiny_model("qwen2_vl", TinyModelConfig(), 0, ROOT / "models"))
-    # init_ray defaults it to 1 as well; set here so the figures below can name the ingress they measured.
+    # Before init_ray starts Ray: Serve's controller reads it when it starts.
     os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
     ingress = "haproxy" if os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "1" else "serve proxy actor"
     results = {"model": model, "serve_ingress": ingress, **compare(model, args)}

@@ -63,8 +63,6 @@ def init_ray(num_cpus: int | None = None) -> None:
         return
     tmp = project_dirs()["tmp"]
     os.makedirs(tmp, exist_ok=True)
-    # Ray Serve's HAProxy ingress (scripts/env.sh says why); the Ray started here inherits this environment.
-    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
     ray.init(
         address="local",
         num_cpus=num_cpus,
