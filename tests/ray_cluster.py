@@ -149,15 +149,14 @@ import json, ray
 from ray.util.state import list_actors
 ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
 nodes = [{"id": n["NodeID"], "alive": n["Alive"], "port": n["NodeManagerPort"], "head": "node:__internal_head__" in n["Resources"]} for n in ray.nodes()]
-actors = [{"class_name": a.class_name, "name": a.repr_name or a.class_name, "node_id": a.node_id, "state": a.state,
-           "pid": a.pid}
+actors = [{"name": a.repr_name or a.class_name, "node_id": a.node_id, "state": a.state}
           for a in list_actors(detail=True, limit=10000)]
 print("STATE" + json.dumps({"nodes": nodes, "actors": actors}))
 """
 
 
 def cluster_state(cluster: dict) -> dict:
-    """Nodes (id, alive, port, head) and every actor the cluster has known (class, node id, state), read from
+    """Nodes (id, alive, port, head) and every actor the cluster has known (name, node id, state), read from
     Ray's state API by a short driver."""
     env = {**cluster["env"], "RAY_ADDRESS": cluster["gcs"]}
     out = subprocess.run([sys.executable, "-c", _STATE_SCRIPT], env=env, capture_output=True, text=True,
