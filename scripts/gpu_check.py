@@ -82,7 +82,7 @@ def serve_figures(model: str, requests: int, concurrency: int) -> dict:
     init_ray()
     with GpuMemory() as mem:
         url = start_local(ServeConfig(model_path=model, model_name="gpu-check", api_keys_env="GPU_CHECK_KEYS",
-                                      dtype="bfloat16", max_ongoing_requests=64), port=8765)
+                                      dtype="bfloat16", max_ongoing_requests=64, replica_gpus=1), port=8765)
         buf = io.BytesIO()
         Image.new("RGB", (64, 64), (200, 40, 40)).save(buf, "PNG")
         image = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

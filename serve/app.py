@@ -48,6 +48,7 @@ def deployment_options(args: ServeArgs) -> dict[str, Any]:
         "health_check_period_s": 10.0,
         "ray_actor_options": {
             "num_cpus": args.replica_cpus,
+            "num_gpus": args.replica_gpus,
             # set before the replica process starts, so vLLM (imported later) and its spawned engine see them
             "runtime_env": {"env_vars": {**vllm_process_env(args.kv_cache_gib), **REPLICA_SERVE_ENV}},
         },

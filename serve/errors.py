@@ -32,10 +32,20 @@ def unauthorized(message: str) -> ApiError:
     return ApiError(401, message, type="authentication_error", code="invalid_api_key")
 
 
+_BRANCH_LABELS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _is_branch_label(part: Any) -> bool:
+    """pydantic names the alternative of a union it tried (`str`, `list[tagged-union[...]]`) in the location."""
+    return isinstance(part, str) and (part in _BRANCH_LABELS or "[" in part)
+
+
 def pydantic_errors_to_api_error(errors: list[dict[str, Any]]) -> ApiError:
-    """The first validation error, its location written as the OpenAI `param` (e.g. `messages.0.content`)."""
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    """The most specific validation error (the deepest location: for a union, the alternative that got furthest,
+    e.g. an unknown content part type rather than "content is not a string"), its location written as the
+    OpenAI `param` (e.g. `messages.0.content.0`) without pydantic's union branch labels."""
+    first = max(errors, key=lambda e: len(e.get("loc", ()))) if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _is_branch_label(p)]
     param = ".".join(loc) or None
     message = f"{param}: {first['msg']}" if param else str(first["msg"])
     return invalid(message, param=param, code=str(first.get("type", "invalid_value")))

@@ -1,11 +1,12 @@
 """vLLM `RequestOutput`s -> OpenAI chat completion bodies (one JSON object, or server-sent event chunks).
 
-Each choice also gets `final_answer`: the text after the last `### Answer:` (reasoner_ray.reward's extraction,
-the same one the training reward uses), None when the response has none.
+Each choice also gets `final_answer`: the reply's final answer by reasoner_ray.reward's extraction (the same one
+the training reward uses), None when the reply has none.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,8 +37,13 @@ def completion_body(output: Any, *, request_id: str, created: int, model: str, r
 
 
 def sse(payload: ChatCompletionChunk | str) -> bytes:
-    data = payload if isinstance(payload, str) else payload.model_dump_json(exclude_none=True)
-    return f"data: {data}\n\n".encode()
+    if isinstance(payload, str):
+        return f"data: {payload}\n\n".encode()
+    body = payload.model_dump(mode="json", exclude_none=True)
+    for choice in body["choices"]:  # a choice's last chunk says `final_answer` even when there is none (null)
+        if choice.get("finish_reason") is not None:
+            choice.setdefault("final_answer", None)
+    return f"data: {json.dumps(body, separators=(',', ':'))}\n\n".encode()
 
 
 class StreamState:

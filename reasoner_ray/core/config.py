@@ -257,6 +257,7 @@ class ServeConfig(_Section):
     enforce_eager: bool = True
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     replica_cpus: float = 0.5  # small, so a rolling update's second replica fits on a 2-CPU node
+    replica_gpus: float = 0.0  # GPUs Ray gives each replica (its CUDA_VISIBLE_DEVICES); 1 on GPU nodes
     max_ongoing_requests: int = 64
     min_replicas: int = 1
     max_replicas: int = 1

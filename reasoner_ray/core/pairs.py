@@ -1,4 +1,4 @@
-"""Preference pairs from scored samples, as in the paper (PAPER.md section 3).
+"""Preference pairs from scored samples, as in the paper (arXiv 2410.16198).
 
 Per question: keep it when its sample accuracy lies in a band (default [0.25, 0.85]); pair a correct chain
 (chosen) with an incorrect one (rejected) at random, at most `max_pairs` pairs; never two identical texts, never a

@@ -1,4 +1,4 @@
-"""The paper's instructions (PAPER.md sections 1-2) and the chat messages built from them.
+"""The paper's instructions (arXiv 2410.16198: distillation and SFT) and the chat messages built from them.
 
 Messages use the OpenAI / transformers chat shape: `{"role": ..., "content": [parts]}` with parts
 `{"type": "image"}` (filled by the processor or replaced by an `image_url` part for HTTP) and

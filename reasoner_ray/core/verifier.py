@@ -1,7 +1,8 @@
 """The DPO model as a verifier: pick one of N sampled chains per question by the implicit reward.
 
-DPO's policy defines a reward r(x, y) = beta * (log pi_dpo(y|x) - log pi_ref(y|x)) (PAPER.md section 6). For
-N sampled CoT chains of one question this module compares ways of turning the chains into one answer:
+DPO's policy defines a reward r(x, y) = beta * (log pi_dpo(y|x) - log pi_ref(y|x)), which the paper also
+uses as a verifier. For N sampled CoT chains of one question this module compares ways of turning the
+chains into one answer:
 
 - `majority`: the most frequent parsed answer (ties: the answer that appeared first);
 - `best_of_n_sum`: the chain with the highest summed reward;

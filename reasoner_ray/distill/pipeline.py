@@ -1,4 +1,5 @@
-"""Distillation (PAPER.md section 1): short-answer rows -> teacher rationales -> verified CoT + direct SFT data.
+"""Distillation (the paper's first step, arXiv 2410.16198): short-answer rows -> teacher rationales -> verified
+CoT + direct SFT data.
 
     from reasoner_ray.distill import run_distillation
     result = run_distillation(config, out_dir)   # Ray is started if it is not running yet

@@ -1,4 +1,4 @@
-"""The paper's SFT data ablation (PAPER.md section 5): SFT on direct answers only, on CoT only, and on the
+"""The paper's SFT data ablation (arXiv 2410.16198): SFT on direct answers only, on CoT only, and on the
 mixture, each model evaluated with the CoT and with the direct instruction.
 
 Each variant is the main pipeline with `rounds: 0` in its own run directory `<run.dir>/ablation/<variant>`

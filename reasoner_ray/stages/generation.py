@@ -47,17 +47,28 @@ class GenerationPlan:
 
 
 class GenerationActor:
-    """A Ray Data callable class: one vLLM engine per actor."""
+    """A Ray Data callable class: one vLLM engine per actor.
+
+    The engine is built and driven from one thread of its own. Ray Data runs `__init__` on the actor's main
+    thread but `__call__` on a worker thread; on CPU, vLLM binds the OpenMP threads of the thread that builds
+    the engine to its cores, and a forward pass from another thread gets a fresh, unbound OpenMP team.
+    """
 
     def __init__(self, settings, plan: GenerationPlan, num_engines: int = 1):
+        from concurrent.futures import ThreadPoolExecutor
+
         from reasoner_ray.engines.vllm_generator import VLLMGenerator
 
         if settings.cpu_cores == 0:  # not set: share this node's cores evenly between the stage's engines
             settings = replace(settings, cpu_cores=max(1, len(os.sched_getaffinity(0)) // num_engines))
         self.plan = plan
-        self.generator = VLLMGenerator(settings)
+        self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-engine")
+        self.generator = self._engine_thread.submit(VLLMGenerator, settings).result()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        return self._engine_thread.submit(self._generate, batch).result()
+
+    def _generate(self, batch: dict[str, Any]) -> dict[str, list]:
         rows = [VQARow.model_validate_json(j) for j in batch["row"]]
         out: dict[str, list] = {c: [] for c in OUTPUT_COLUMNS}
         offset = 0  # sample indices run on across passes, so (question, sample_index) is unique

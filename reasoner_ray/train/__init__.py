@@ -1,4 +1,4 @@
-"""SFT and DPO for VLMs on Ray Train with DeepSpeed (PAPER.md sections 2 and 4).
+"""SFT and DPO for VLMs on Ray Train with DeepSpeed (the paper's SFT and DPO steps, arXiv 2410.16198).
 
 Entry points (each imports torch / Ray / DeepSpeed lazily, inside the function):
 - `reasoner_ray.train.sft.run_sft(config, model_path, train_rows_path, out_dir) -> TrainResult`

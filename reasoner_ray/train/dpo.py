@@ -1,4 +1,5 @@
-"""DPO on preference pairs (PAPER.md section 4) as a Ray Train run, with no reference model held in training.
+"""DPO on preference pairs (the paper's DPO step, arXiv 2410.16198) as a Ray Train run, with no reference
+model held in training.
 
 The pairs carry the reference log-probs (`ref_chosen_logp`, `ref_rejected_logp`); rows without them get them
 from `policy_path` first (the policy at the start of the round, i.e. the paper's reference in round one), in

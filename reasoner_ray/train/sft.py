@@ -1,4 +1,4 @@
-"""Supervised fine-tuning on the CoT + direct mixture (PAPER.md section 2) as a Ray Train run.
+"""Supervised fine-tuning on the CoT + direct mixture (the paper's SFT step, arXiv 2410.16198) as a Ray Train run.
 
 Input: VQARow JSONL/Parquet (the distillation stage's output; `rationale` filled on verified rows), or, with
 distillation off, the train split itself in its own format (`sft_rows`).

@@ -116,16 +116,16 @@ def test_service_replicas_fit_the_worker_group(rendered, variant):
     workers = groups(spec)[1:]
     capacity = 0
     for _, g, pod in workers:
-        per_pod = int(cpus(pod) // args.replica_cpus)  # replicas ask CPUs only (serve/app.py)
-        if gpus(pod):
-            per_pod = min(per_pod, gpus(pod))  # ... so at most one per GPU, or two would share it
-            assert cpus(pod) / args.replica_cpus < gpus(pod) + 1
+        per_pod = int(cpus(pod) // args.replica_cpus)
+        if gpus(pod):  # each replica holds a GPU of its own (Ray sets its CUDA_VISIBLE_DEVICES)
+            assert args.replica_gpus >= 1, "a replica without a GPU of its own would share or miss the pod's GPU"
+            per_pod = min(per_pod, int(gpus(pod) // args.replica_gpus))
         capacity += g["maxReplicas"] * per_pod
     assert capacity >= args.max_replicas
     if variant == "gpu":
         assert spec["enableInTreeAutoscaling"] is True and service["spec"]["excludeHeadPodFromServeSvc"] is True
     else:
-        assert all(gpus(pod) == 0 for _, _, pod in groups(spec))
+        assert all(gpus(pod) == 0 for _, _, pod in groups(spec)) and args.replica_gpus == 0
     if args.max_replicas > args.min_replicas:
         assert spec.get("enableInTreeAutoscaling"), "replicas can grow only if the cluster can"
 

@@ -114,6 +114,7 @@ def test_streaming_sse_matches_usage(client):
             texts[choice.index] += choice.delta.content or ""
             if choice.finish_reason:
                 finishes[choice.index] = choice.finish_reason
+                assert "final_answer" in choice.model_extra  # null when the reply has none
     assert set(finishes) == {0, 1} and usage is not None and usage.completion_tokens >= 2
     assert all(texts.values())
 
@@ -147,7 +148,7 @@ BAD_INPUTS = {
     "malformed_json": (b'{"model": "reasoner", "messages": [', "json_invalid"),
     "wrong_type_n": ({**GOOD, "n": "2"}, None),
     "wrong_type_messages": ({**GOOD, "messages": "hello"}, None),
-    "unknown_part_type": ({**GOOD, "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}, None),
+    "unknown_part_type": ({**GOOD, "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}, "union_tag_invalid"),
     "bad_base64": ({**GOOD, "messages": image_message("data:image/png;base64,@@not base64@@")}, "invalid_base64"),
     "not_an_image": ({**GOOD, "messages": image_message("data:image/png;base64," + base64.b64encode(b"GIF? no, text").decode())}, "invalid_image"),
     "over_pixel_limit": ({**GOOD, "messages": image_message(png_url((200, 200)))}, "image_too_large"),

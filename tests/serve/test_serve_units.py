@@ -54,8 +54,13 @@ def test_strict_schema_refuses_wrong_types_and_unknown_parts():
     with pytest.raises(ValidationError) as caught:
         ChatCompletionRequest.model_validate_json('{"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": "2"}')
     assert pydantic_errors_to_api_error(caught.value.errors()).param == "n"
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as caught:
         chat([{"type": "input_audio", "input_audio": {"data": "x"}}])
+    error = pydantic_errors_to_api_error(caught.value.errors())  # the part's error, not "content is no string"
+    assert (error.param, error.code) == ("messages.0.content.0", "union_tag_invalid") and "input_audio" in error.message
+    with pytest.raises(ValidationError) as caught:
+        chat([{"type": "image_url", "image_url": {"url": 3}}])
+    assert pydantic_errors_to_api_error(caught.value.errors()).param == "messages.0.content.0.image_url.image_url.url"
     assert chat("hi", user="someone", logprobs=False).n == 1  # unknown top-level fields are ignored
 
 
@@ -143,6 +148,26 @@ def test_stream_events_accumulate_text_for_final_answer():
     assert events[-1] == b"data: [DONE]\n\n"
     assert b'"final_answer":"red"' in events[-3] and b'"completion_tokens":5' in events[-2]
     assert done == [(2, 5)]
+
+
+def test_stream_last_chunk_carries_a_null_final_answer_when_the_reply_has_none():
+    first = SimpleNamespace(prompt_token_ids=[1], outputs=[_out(0, "no marker", 2), _out(1, "### Answer: 4", 3, "stop")])
+    rest = [SimpleNamespace(prompt_token_ids=None, outputs=[_out(0, " here", 1, "length")])]
+
+    async def remaining():
+        for item in rest:
+            yield item
+
+    async def collect():
+        return [e async for e in stream_events(first, remaining(), n=2, request_id="r", created=0, model="m",
+                                               include_usage=False, on_done=lambda p, c: None)]
+
+    chunks = [json.loads(e[len(b"data: "):]) for e in asyncio.run(collect())[:-1]]
+    last = {c["choices"][0]["index"]: c["choices"][0] for c in chunks if c["choices"][0].get("finish_reason")}
+    assert last[0]["final_answer"] is None and last[0]["finish_reason"] == "length"
+    assert last[1]["final_answer"] == "4"
+    middle = [c["choices"][0] for c in chunks if not c["choices"][0].get("finish_reason")]
+    assert middle and all("final_answer" not in c for c in middle)
 
 
 def test_deployment_options_and_serve_config_file():
