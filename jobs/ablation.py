@@ -17,7 +17,7 @@ from reasoner_ray.cli import log_to_run_dir, parse_config, run_guarded, setup_lo
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    config = parse_config(argv, __doc__.splitlines()[0])
+    config = parse_config(argv, __doc__)
     return run_guarded(lambda: _run(config), log_to_run_dir(config.run.dir))
 
 

@@ -16,15 +16,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import run_guarded, setup_logging  # noqa: E402
+from reasoner_ray.cli import run_guarded, setup_logging, summary  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--src", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--vision-tower", default=None)
+    parser = argparse.ArgumentParser(description=summary(__doc__))
+    parser.add_argument("--src", required=True, help="the checkpoint folder in the original LLaVA training format")
+    parser.add_argument("--out", required=True, help="the new transformers LLaVA-NeXT folder to write")
+    parser.add_argument("--vision-tower", default=None,
+                        help="the CLIP folder the checkpoint's mm_vision_tower names (config, image statistics, weights)")
     args = parser.parse_args(argv)
     return run_guarded(lambda: _convert(args))
 
@@ -32,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 def _convert(args) -> int:
     from reasoner_ray.core.errors import PreflightError
     from reasoner_ray.models.convert_llava import ConversionError, convert
+    from reasoner_ray.pipeline.preflight import check_input_path
 
+    check_input_path("--src", args.src)
     try:
         out = convert(args.src, args.out, args.vision_tower)
     except (ConversionError, FileNotFoundError) as err:

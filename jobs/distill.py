@@ -17,19 +17,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import parse_config, run_guarded, setup_logging  # noqa: E402
+from reasoner_ray.cli import parse_job_args, run_guarded, setup_logging  # noqa: E402
 
 log = logging.getLogger("distill")
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--out", default=None)
-    known, rest = pre.parse_known_args(argv)
-    config = parse_config(rest, __doc__.splitlines()[0])
-    return run_guarded(lambda: _run(config, known.out or os.path.join(config.run.dir, "distill")))
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--out", default=None, help="output folder (default: <run.dir>/distill)")
+
+    config, args = parse_job_args(argv, __doc__, add_arguments)
+    return run_guarded(lambda: _run(config, args.out or os.path.join(config.run.dir, "distill")))
 
 
 def _run(config, out_dir: str) -> int:

@@ -7,9 +7,10 @@ with its benchmark's metric; prints the paper-style table (benchmarks x styles, 
 
 Benchmarks: the config's `evaluate.benchmarks` (name -> data source), else `data.eval`. Styles, max_tokens:
 the `eval` section. With `eval.samples=N --reference <the DPO reference folder>`, N sampled CoT chains per
-question are also ranked by the model's implicit reward (the verifier) against majority voting. Output (--out, default <run.dir>/evaluate/<model>): one folder per benchmark (replies,
-scores, summary.json), table.md, results.json (per benchmark and group, tokens, cost for a priced endpoint),
-replies.jsonl (every scored reply). Rerunning resumes: finished benchmarks are read back, and an endpoint's
+question are also ranked by the model's implicit reward (the verifier) against majority voting.
+Output (--out, default <run.dir>/evaluate/<model>): one folder per benchmark (replies, scores, summary.json),
+table.md, results.json (per benchmark and group, tokens, cost for a priced endpoint), replies.jsonl (every
+scored reply). Rerunning resumes: finished benchmarks are read back, and an endpoint's
 replies come from the cache (<out>/cache, or evaluate.cache_dir), so nothing is sent twice.
 """
 
@@ -41,7 +42,7 @@ def _slug(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    config, args = parse_job_args(argv, __doc__.splitlines()[0], _arguments)
+    config, args = parse_job_args(argv, __doc__, _arguments)
     return run_guarded(lambda: _evaluate(config, args), log_to_run_dir(config.run.dir))
 
 
@@ -53,6 +54,11 @@ def _evaluate(config, args) -> int:
     from reasoner_ray.ray_utils import init_ray
 
     endpoint = config.evaluate.endpoint
+    if args.model and (args.endpoint or endpoint.base_url):
+        raise PreflightError("--model and an endpoint (--endpoint or evaluate.endpoint.base_url) were both given: "
+                             "evaluate one of them per run")
+    if args.endpoint_model and not (args.endpoint or endpoint.base_url):
+        raise PreflightError("--endpoint-model needs --endpoint (or evaluate.endpoint.base_url): the URL it is served at")
     if args.endpoint or args.endpoint_model:
         endpoint = endpoint.model_copy(update={k: v for k, v in (("base_url", args.endpoint),
                                                                  ("model", args.endpoint_model)) if v})

@@ -30,7 +30,7 @@ def _arguments(parser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    config, args = parse_job_args(argv, __doc__.splitlines()[0], _arguments)
+    config, args = parse_job_args(argv, __doc__, _arguments)
     return run_guarded(lambda: _run(config, args.redo), log_to_run_dir(config.run.dir))
 
 

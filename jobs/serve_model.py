@@ -23,18 +23,28 @@ log = logging.getLogger("serve_model")
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    config = parse_config(argv, __doc__.splitlines()[0])
+    config = parse_config(argv, __doc__)
     return run_guarded(lambda: _serve(config))
 
 
 def _serve(config) -> int:
+    from reasoner_ray.core.errors import PreflightError
     from reasoner_ray.models.loading import resolve_model_path
+    from reasoner_ray.pipeline.preflight import check_model
     from reasoner_ray.ray_utils import init_ray
+    from serve.auth import NoApiKeysError, load_key_digests
     from serve.local import start_local
 
     serve_config = config.serve
     if not serve_config.model_path:
         serve_config = serve_config.model_copy(update={"model_path": resolve_model_path(config)})
+    # What every replica would fail on, said before Ray and Serve start (a replica's error reaches this
+    # console only as "Deploying application ... failed", after Serve has retried it).
+    try:
+        load_key_digests(serve_config.api_keys_env, serve_config.api_keys_file)
+    except NoApiKeysError as err:
+        raise PreflightError(f"serve: {err}") from None
+    check_model(config, serve_config.model_path, f"serve.model_path={serve_config.model_path}")
     init_ray()
     url = start_local(serve_config)
     log.info("serving %s at %s (Ctrl-C to stop)", serve_config.model_path, url)

@@ -23,14 +23,19 @@ def _arguments(parser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    config, args = parse_job_args(argv, __doc__.splitlines()[0], _arguments)
+    config, args = parse_job_args(argv, __doc__, _arguments)
     return run_guarded(lambda: _run(config, args))
 
 
 def _run(config, args) -> int:
+    from reasoner_ray.pipeline.preflight import check_input_path, check_model
     from reasoner_ray.train.dpo import run_dpo
     from reasoner_ray.train.reference import compute_reference_logps
 
+    check_input_path("--pairs", args.pairs)
+    for flag in ("policy", "reference"):
+        if getattr(args, flag):
+            check_model(config, getattr(args, flag), f"--{flag} {getattr(args, flag)}")
     pairs = args.pairs
     if args.reference:
         pairs = str(Path(args.out) / "pairs_with_ref.jsonl")

@@ -22,15 +22,19 @@ def _arguments(parser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    config, args = parse_job_args(argv, __doc__.splitlines()[0], _arguments)
+    config, args = parse_job_args(argv, __doc__, _arguments)
     return run_guarded(lambda: _run(config, args))
 
 
 def _run(config, args) -> int:
     from reasoner_ray.models.loading import resolve_model_path
+    from reasoner_ray.pipeline.preflight import check_input_path, check_model
     from reasoner_ray.train.sft import run_sft
 
-    result = run_sft(config, args.model or resolve_model_path(config), args.rows, args.out)
+    check_input_path("--rows", args.rows)
+    model = args.model or resolve_model_path(config)
+    check_model(config, model, f"--model {model}" if args.model else None)
+    result = run_sft(config, model, args.rows, args.out)
     print(f"SFT done: {result.steps} steps, model at {result.model_dir}, metrics in {result.history_path}")
     return 0
 

@@ -1,6 +1,7 @@
 """Command-line plumbing shared by the entry scripts in jobs/: `--config FILE` plus `key=value` overrides, the
 driver log in the run directory, and `run_guarded`: one line per failure on the console, the traceback in the
-log file, the exit code of the failure (README.md (Resuming))."""
+log file (the run directory's, or <project tmp>/logs/ for a job without one), the exit code of the failure
+(README.md (Resuming))."""
 
 from __future__ import annotations
 
@@ -18,23 +19,28 @@ _failure_log = logging.getLogger("reasoner_ray.failure")  # the log file only (s
 _failure_log.propagate = False
 
 
-def parse_job_args(argv: list[str] | None, description: str,
+def summary(doc: str | None) -> str:
+    """A script's --help description: the first paragraph of its docstring, as one line."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
+def parse_job_args(argv: list[str] | None, doc: str | None,
                    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> tuple[Config, argparse.Namespace]:
     """The config (`--config FILE` + overrides) and the script's own arguments, added by `add_arguments`."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=summary(doc))
     parser.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
     if add_arguments is not None:
         add_arguments(parser)
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rounds=1 dpo.beta=0.2")
-    args = parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", help="dotted config overrides (key=value), e.g. run.dir=runs/try1")
+    args = parser.parse_intermixed_args(argv)  # flags before, between or after the overrides
     try:
         return load_config(args.config, args.overrides), args
-    except (ConfigError, FileNotFoundError) as err:
-        parser.exit(2, f"{err}\n")
+    except ConfigError as err:
+        parser.exit(2, f"error: {err}\n")
 
 
-def parse_config(argv: list[str] | None, description: str) -> Config:
-    return parse_job_args(argv, description)[0]
+def parse_config(argv: list[str] | None, doc: str | None) -> Config:
+    return parse_job_args(argv, doc)[0]
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -48,13 +54,38 @@ def log_to_run_dir(run_dir: str) -> str:
     directory, its local mirror; Ray's own logs stay in its session folder). Returns the file's path."""
     from reasoner_ray.storage import RunDir
 
-    path = RunDir(run_dir).root / "logs" / "driver.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    try:
+        path = RunDir(run_dir).root / "logs" / "driver.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+    except OSError as err:  # e.g. run.dir names a file: a setting to fix, said before anything starts
+        print(f"error: run.dir={run_dir}: cannot write its logs folder ({err.strerror}: {err.filename})",
+              file=sys.stderr)
+        raise SystemExit(2) from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     _failure_log.handlers = [handler]
     return str(path)
+
+
+def _traceback_file(err: BaseException) -> str | None:
+    """A job without a run directory keeps a failure's traceback in <project tmp>/logs/<script>-<time>-<pid>.log
+    (printed on stderr instead when that cannot be written). Returns the file's path."""
+    import os
+    import time
+
+    from reasoner_ray.engines.vllm_env import project_dirs
+
+    script = os.path.splitext(os.path.basename(sys.argv[0] or "job"))[0] or "job"
+    path = os.path.join(project_dirs()["tmp"], "logs", f"{script}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            traceback.print_exception(err, file=fh)
+        return path
+    except OSError:
+        traceback.print_exception(err, file=sys.stderr)
+        return None
 
 
 def run_guarded(body: Callable[[], int], log_path: str | None = None) -> int:
@@ -70,7 +101,7 @@ def run_guarded(body: Callable[[], int], log_path: str | None = None) -> int:
         if _failure_log.handlers:
             _failure_log.error("job failed", exc_info=err)
         else:  # no run directory to keep it in
-            traceback.print_exception(err, file=sys.stderr)
+            log_path = _traceback_file(err)
         for_people = isinstance(root_cause(err), JobError)  # a message that already says what to do
         details = f" (traceback in {log_path})" if log_path and not for_people else ""
         print(f"error: {one_line(err)}{details}", file=sys.stderr, flush=True)

@@ -60,11 +60,15 @@ def render(folder: str | Path) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", help="a kustomization folder, e.g. k8s/overlays/laptop")
+    parser.add_argument("folder", nargs="?", help="a kustomization folder, e.g. k8s/overlays/laptop")
     parser.add_argument("--check", metavar="CRD_DIR", nargs="?", const="",
                         help="validate ray.io objects against the CRDs in CRD_DIR "
                              "(default: $KUBERAY_CRDS_DIR, else the copy pinned in k8s/crds/)")
     args = parser.parse_args(argv)
+    if args.folder is None:
+        if not args.check:
+            parser.error("give the kustomization folder")
+        args.folder, args.check = args.check, ""  # `--check FOLDER`: the folder, checked against the default CRDs
     try:
         if args.check is None:
             sys.stdout.write(render_text(args.folder))
@@ -81,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {line}")
             failures += bool(errors)
         return 1 if failures else 0
-    except RenderError as err:
-        parser.exit(2, f"{err}\n")
+    except (RenderError, FileNotFoundError) as err:  # no kustomization there, or no CRD files in CRD_DIR
+        parser.exit(2, f"error: {err}\n")
 
 
 if __name__ == "__main__":

@@ -52,14 +52,24 @@ def check_model(config: Config, path: str, setting: str | None = None) -> None:
 
     setting = setting or (f"model.path={path}" if config.model.path else f"the tiny model at {path}")
     folder = Path(path)
+    # A hub id is `name` or `org/name`; anything else is a folder, and a missing one is said as such (the hub
+    # client would call it a malformed repo id).
+    if (path.startswith(("/", ".", "~")) or path.count("/") > 1) and not folder.expanduser().exists():
+        raise PreflightError(f"{setting}: no such folder")
     try:
         AutoConfig.from_pretrained(path)
         AutoProcessor.from_pretrained(path)
     except Exception as err:  # noqa: BLE001 - any loader failure means the same thing to the user
-        raise PreflightError(f"{setting} does not load ({one_line(err)}): point model.path at a Hugging Face "
-                             f"model folder (config.json, processor files, weights)") from err
+        raise PreflightError(f"{setting} does not load ({one_line(err)}): point it at a Hugging Face model "
+                             f"folder (config.json, processor files, weights)") from err
     if folder.is_dir() and not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
         raise PreflightError(f"{setting} has no weight files (*.safetensors or *.bin)")
+
+
+def check_input_path(flag: str, path: str) -> None:
+    """A file or folder a job reads, named by the flag that gave it."""
+    if not Path(path).exists():
+        raise PreflightError(f"{flag} {path}: no such file or folder")
 
 
 def check_storage(config: Config, alive_nodes: int) -> None:

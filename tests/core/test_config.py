@@ -55,6 +55,19 @@ def test_yaml_unknown_key_rejected(tmp_path):
         load_config(path)
 
 
+def test_unreadable_config_files_and_override_values_are_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rounds: [1\n")
+    with pytest.raises(ConfigError, match=rf"config file {bad} is not valid YAML: .* at line 2"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=rf"config file {tmp_path}: is a folder"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match=rf"config file {tmp_path / 'nope.yaml'}: does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=r"override 'rounds=\[1': the value is not valid YAML"):
+        build_config({}, ["rounds=[1"])
+
+
 def test_override_syntax():
     assert parse_override("a.b=1") == ("a.b", 1)
     assert parse_override("a=x=y") == ("a", "x=y")

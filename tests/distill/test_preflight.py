@@ -101,8 +101,11 @@ def test_bad_data_and_model_settings_are_named(tmp_path):
         check_data(config, Manifest())
     empty = tmp_path / "model"
     empty.mkdir()
-    with pytest.raises(PreflightError, match=rf"model.path={empty} does not load .*point model.path at a Hugging Face"):
+    with pytest.raises(PreflightError, match=rf"model.path={empty} does not load .*point it at a Hugging Face"):
         check_model(build_config({}, [f"model.path={empty}"]), str(empty))
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(PreflightError, match=rf"^--model {missing}: no such folder$"):
+        check_model(build_config({}), str(missing), f"--model {missing}")
 
 
 def test_a_uri_run_dir_is_refused_on_more_than_one_node():
