@@ -31,15 +31,19 @@ def _sources_needed(config: Config, manifest: Manifest) -> dict[str, DataSource]
 
 
 def check_sources(sources: dict[str, DataSource]) -> None:
-    """Each source (keyed by its setting, e.g. `data.train`) opens and yields a valid row."""
+    """Each source (keyed by its setting, e.g. `data.train`) opens and yields a valid row; every source that
+    does not is named in one error, so one run of the job lists all the paths to fix."""
     from reasoner_ray.data.readers import NoGoodRow, first_good_row
 
+    failures = []
     for key, source in sources.items():
         where = f"{key} (format {source.format}" + (f", path {source.path})" if source.path else ")")
         try:
             first_good_row(source)
         except (NoGoodRow, OSError, ValueError) as err:
-            raise PreflightError(f"{where}: {err}") from err
+            failures.append(f"{where}: {err}")
+    if failures:
+        raise PreflightError("; ".join(failures))
 
 
 def check_data(config: Config, manifest: Manifest) -> None:

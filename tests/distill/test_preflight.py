@@ -9,14 +9,14 @@ import socket
 
 import pytest
 
-from reasoner_ray.core.config import build_config
+from reasoner_ray.core.config import DataSource, build_config
 from reasoner_ray.core.errors import PreflightError
 from reasoner_ray.core.rundir import Manifest
 from reasoner_ray.distill.cache import ResponseCache
 from reasoner_ray.distill.client import CallSettings, TeacherCaller
 from reasoner_ray.distill.pipeline import call_settings
 from reasoner_ray.distill.preflight import check_teacher
-from reasoner_ray.pipeline.preflight import check_data, check_model, check_storage
+from reasoner_ray.pipeline.preflight import check_data, check_model, check_sources, check_storage
 from reasoner_ray.teacher.launch import LocalTeacher
 
 
@@ -103,6 +103,10 @@ def test_bad_data_and_model_settings_are_named(tmp_path):
     empty.mkdir()
     with pytest.raises(PreflightError, match=rf"model.path={empty} does not load .*point it at a Hugging Face"):
         check_model(build_config({}, [f"model.path={empty}"]), str(empty))
+    both = {"data.train": DataSource(format="jsonl", path=str(tmp_path / "a.jsonl")),
+            "data.eval": DataSource(format="jsonl", path=str(tmp_path / "b.jsonl"))}
+    with pytest.raises(PreflightError, match=r"^data.train \(.*a.jsonl\): .* does not exist; data.eval \(.*b.jsonl\): "):
+        check_sources(both)  # every bad source named at once
     missing = tmp_path / "no-such-model"
     with pytest.raises(PreflightError, match=rf"^--model {missing}: no such folder$"):
         check_model(build_config({}), str(missing), f"--model {missing}")
