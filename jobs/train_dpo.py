@@ -33,9 +33,9 @@ def _run(config, args) -> int:
     from reasoner_ray.train.reference import compute_reference_logps
 
     check_input_path("--pairs", args.pairs)
-    for flag in ("policy", "reference"):
-        if getattr(args, flag):
-            check_model(config, getattr(args, flag), f"--{flag} {getattr(args, flag)}")
+    for flag, path in (("--policy", args.policy), ("--reference", args.reference)):
+        if path:
+            check_model(config, path, f"{flag} {path}")
     pairs = args.pairs
     if args.reference:
         pairs = str(Path(args.out) / "pairs_with_ref.jsonl")

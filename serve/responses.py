@@ -39,6 +39,8 @@ def completion_body(output: Any, *, request_id: str, created: int, model: str, r
 def sse(payload: ChatCompletionChunk | str) -> bytes:
     if isinstance(payload, str):
         return f"data: {payload}\n\n".encode()
+    if not any(c.finish_reason is not None and c.final_answer is None for c in payload.choices):
+        return f"data: {payload.model_dump_json(exclude_none=True)}\n\n".encode()  # every token's chunk
     body = payload.model_dump(mode="json", exclude_none=True)
     for choice in body["choices"]:  # a choice's last chunk says `final_answer` even when there is none (null)
         if choice.get("finish_reason") is not None:
