@@ -31,6 +31,18 @@ QUIET_LOGGERS = {
 QUIET_HOOK = "reasoner_ray.ray_utils.quiet_ray_loggers"
 
 
+class _AtLeast(logging.Filter):
+    """Drops a logger's records below a level. A level alone does not hold: vLLM's engine start runs
+    `logging.config.dictConfig`, which resets the level of every existing `vllm.*` logger but keeps its filters."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
 def quiet_ray_loggers() -> None:
     """Runs in the driver and, as Ray's `worker_process_setup_hook`, in every worker process."""
     try:  # first: importing Ray Data configures its loggers
@@ -40,7 +52,10 @@ def quiet_ray_loggers() -> None:
     except ImportError:  # a worker without Ray Data installed
         pass
     for name, level in QUIET_LOGGERS.items():
-        logging.getLogger(name).setLevel(level)
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(f, _AtLeast) for f in logger.filters):
+            logger.addFilter(_AtLeast(level))
 
 
 def init_ray(num_cpus: int | None = None) -> None:
