@@ -8,7 +8,15 @@ no DeepSpeed) for a like-for-like comparison of the DPO computation itself. Vari
     trl            TRL DPOTrainer, live reference model (what TRL does for vision data)
     ours_full      precomputed reference log-probs (the pass is timed), one sequence per response
     ours_shared    precomputed reference log-probs, image + prompt run once per pair (KV cache shared)
-pairs/s counts the 256 pairs over the wall time of training, plus (ours) the reference log-prob pass.
+    ours_sampled   as ours_shared, with the reference log-probs the rollout engine returned for the chains the
+                   reference sampled (dpo.reuse_sampled_logps): no pass; its reference cost is what returning
+                   them adds to sampling, measured with the stage's vLLM engine (VLLMGenerator) generating two
+                   chains of the pairs' mean length per question with and without log-probs (best of two each)
+pairs/s counts the 256 pairs over the wall time of training, plus (ours) the reference cost. The three "ours"
+variants train on TRL's tokens (the whole rendered turn) except ours_sampled, whose completions end at the
+end-of-turn token the engine samples (one token fewer per response on Qwen: the template's newline).
+The fixed pairs' text is not what the random benchmark model samples, so ours_sampled takes the numbers from an
+untimed pass; tests/train/test_sampled_reference.py checks that sampled and computed sums agree (1e-4).
 """
 
 from __future__ import annotations
@@ -60,23 +68,53 @@ def run_trl(model_path, pairs, batch, lr):
     return {"seconds": time.perf_counter() - start}
 
 
-def run_ours(model_path, pairs, batch, lr, share_prompt):
+def sampling_logprob_cost(model_path, pairs) -> dict:
+    """Seconds vLLM takes to sample two chains per pair's question, without and with each token's log-prob."""
+    from reasoner_ray.engines.vllm_generator import EngineSettings, VLLMGenerator
+
+    sys.path.insert(0, str(ROOT / "tests" / "train"))
+    from conftest import make_vqa_rows
+
+    from reasoner_ray.models.loading import load_model_and_processor
+    from reasoner_ray.train.collate import VLMEncoder
+
+    encoder = VLMEncoder(load_model_and_processor(model_path)[1], turn_tail=False)
+    lengths = [len(encoder.completion_ids(p.messages, text)) for p in pairs for text in (p.chosen, p.rejected)]
+    tokens = round(sum(lengths) / len(lengths))
+    rows = make_vqa_rows(len(pairs))
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    with VLLMGenerator(EngineSettings(model_path=model_path, max_model_len=1024, kv_cache_gib=1)) as engine:
+        engine.generate(rows[:8], "cot", n=2, temperature=1.0, max_tokens=tokens, seed=1, ignore_eos=True)  # warm-up
+        for logprobs in (False, True, False, True):
+            start = time.perf_counter()
+            engine.generate(rows, "cot", n=2, temperature=1.0, max_tokens=tokens, seed=0, ignore_eos=True,
+                            logprobs=logprobs)
+            seconds[logprobs].append(time.perf_counter() - start)
+    plain, with_logprobs = min(seconds[False]), min(seconds[True])
+    return {"tokens_per_chain": tokens, "sampling_seconds": plain, "sampling_with_logprobs_seconds": with_logprobs,
+            "logprob_cost_seconds": max(0.0, with_logprobs - plain)}
+
+
+def run_ours(model_path, pairs, batch, lr, share_prompt, reference="pass"):
     import torch
 
     from reasoner_ray.core.config import build_config
     from reasoner_ray.models.loading import load_model_and_processor
-    from reasoner_ray.train.collate import VLMEncoder
     from reasoner_ray.train.data import preference_examples
     from reasoner_ray.train.reference import reference_logps
     from reasoner_ray.train.steps import STAGES
 
-    config = build_config({}, ["dpo.beta=0.1", f"dpo.share_prompt={share_prompt}", "train.max_length=1024"])
+    sampled = reference == "sampled"
+    config = build_config({}, ["dpo.beta=0.1", f"dpo.share_prompt={share_prompt}", "train.max_length=1024",
+                               f"dpo.reuse_sampled_logps={sampled}"])
     model, processor = load_model_and_processor(model_path)
-    encoder = VLMEncoder(processor)
+    encoder = STAGES["dpo"].encoder(processor, config)
     examples = preference_examples(pairs)
     start = time.perf_counter()
     logps = reference_logps(model, encoder, examples, 16, config.train.max_length, share_prompt)
     ref_seconds = time.perf_counter() - start
+    if sampled:  # the rollout engine returned these: their cost is measured in sampling_logprob_cost
+        start, ref_seconds = time.perf_counter(), 0.0
     for ex, (c, r) in zip(examples, logps):
         ex["ref_chosen_logp"], ex["ref_rejected_logp"] = c, r
     model.train()
@@ -100,8 +138,13 @@ def _variant(name, args, queue):
     lr = 5e-7
     if name == "trl":
         out = run_trl(model_path, pairs, args.batch, lr)
+    elif name == "sampling":
+        out = sampling_logprob_cost(model_path, pairs)
+        queue.put(out)
+        return
     else:
-        out = run_ours(model_path, pairs, args.batch, lr, share_prompt=name == "ours_shared")
+        out = run_ours(model_path, pairs, args.batch, lr, share_prompt=name != "ours_full",
+                       reference="sampled" if name == "ours_sampled" else "pass")
     params = sum(p.numel() for p in __import__("reasoner_ray.models.loading", fromlist=["x"]).load_model_and_processor(model_path)[0].parameters())
     out.update(variant=name, pairs=args.pairs, pairs_per_s=args.pairs / out["seconds"], params=params,
                peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
@@ -113,21 +156,35 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", default="trl,ours_full,ours_shared")
+    parser.add_argument("--variants", default="trl,ours_full,ours_shared,ours_sampled")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     build_inputs(args.pairs)  # build the model once before timing anything
     ctx = mp.get_context("spawn")
     results = {}
-    for name in args.variants.split(","):
+    variants = args.variants.split(",")
+    if "ours_sampled" in variants:  # its reference cost: measured first, added to its time
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_variant, args=("sampling", args, queue))
+        proc.start()
+        cost = queue.get()
+        proc.join()
+        print(f"sampling {args.pairs} x 2 chains of {cost['tokens_per_chain']} tokens with vLLM: "
+              f"{cost['sampling_seconds']:.2f} s, with log-probs {cost['sampling_with_logprobs_seconds']:.2f} s",
+              flush=True)
+    for name in variants:
         queue = ctx.Queue()
         proc = ctx.Process(target=_variant, args=(name, args, queue))
         proc.start()
         results[name] = queue.get()
         proc.join()
         r = results[name]
+        if name == "ours_sampled":
+            r["reference_pass_seconds"] = cost["logprob_cost_seconds"]
+            r["seconds"] += cost["logprob_cost_seconds"]
+            r["pairs_per_s"] = args.pairs / r["seconds"]
         print(f"{name:12s} {r['pairs_per_s']:6.2f} pairs/s  {r['seconds']:7.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB"
-              + (f"  (reference pass {r['reference_pass_seconds']:.1f} s)" if "reference_pass_seconds" in r else ""),
+              + (f"  (reference cost {r['reference_pass_seconds']:.1f} s)" if "reference_pass_seconds" in r else ""),
               flush=True)
     if "trl" in results:
         print(f"model: {results['trl']['params'] / 1e6:.1f}M parameters, {args.pairs} pairs, batch {args.batch}, "
@@ -135,6 +192,8 @@ def main(argv=None) -> int:
         for name in results:
             if name != "trl":
                 print(f"ratio {name} / trl: {results[name]['pairs_per_s'] / results['trl']['pairs_per_s']:.2f}x")
+    if "ours_sampled" in variants:
+        results["sampling"] = cost
     print(json.dumps(results))
     return 0
 

@@ -210,6 +210,11 @@ class DPOConfig(_Section):
     freeze_projector: bool = True
     share_prompt: bool = True  # image + prompt once per pair (KV cache), not per response; see steps.dpo_shares_prompt
     ref_batch_size: int = 16  # pairs per forward in the reference log-prob pass
+    # Rollouts keep each sampled token's log-prob; where the reference model sampled a chain, those are its
+    # reference log-probs (no reference pass for that pair). Completions then end at the end-of-turn token the
+    # engine stops on (the template's tokens after it are never sampled). False: TRL's layout, the whole
+    # rendered turn, and a reference forward for every pair. See reasoner_ray/train/reference.py.
+    reuse_sampled_logps: bool = True
 
 
 class EvalConfig(_Section):

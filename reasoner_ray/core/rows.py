@@ -90,6 +90,19 @@ class RolloutRow(_Row):
     reason: str | None = None
 
 
+class SampledTokens(_Row):
+    """The tokens a rollout engine sampled for a chain and each one's log-prob under the sampling model
+    (unscaled by temperature or top-p): the reference log-probs when that model is the DPO reference."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    prompt_tokens: int | None = None  # the prompt's length in the engine, to check the trainer renders the same
+
+    def model_post_init(self, _ctx: Any) -> None:
+        if len(self.token_ids) != len(self.logprobs):
+            raise ValueError(f"{len(self.token_ids)} token ids but {len(self.logprobs)} log-probs")
+
+
 class PreferenceRow(_Row):
     """A (chosen, rejected) pair of chains for one prompt; the DPO stage's input."""
 
@@ -106,6 +119,9 @@ class PreferenceRow(_Row):
     rejected_truncated: bool = False
     round: int = 0
     sampling: dict[str, Any] = Field(default_factory=dict)
+    # What the rollout engine sampled for each chain (None for rows built elsewhere, e.g. older runs).
+    chosen_sampled: SampledTokens | None = None
+    rejected_sampled: SampledTokens | None = None
     # Sum of reference-model token log-probs of each response given the prompt (filled once per round).
     ref_chosen_logp: float | None = None
     ref_rejected_logp: float | None = None

@@ -47,6 +47,8 @@ class Sample:
     prompt_tokens: int
     completion_tokens: int
     token_ids: tuple[int, ...] = ()
+    # Each sampled token's log-prob under the model (raw: before temperature / top-p), when asked for.
+    token_logprobs: tuple[float, ...] | None = None
 
 
 class VLLMGenerator:
@@ -103,8 +105,10 @@ class VLLMGenerator:
         top_p: float = 1.0,
         seed: int | None = None,
         ignore_eos: bool = False,
+        logprobs: bool = False,
     ) -> list[list[Sample]]:
-        """n samples per row, in row order. temperature 0 is greedy.
+        """n samples per row, in row order. temperature 0 is greedy. `logprobs`: also each sampled token's
+        log-prob (vLLM's default `logprobs_mode` gives the model's own, unscaled by the sampling settings).
 
         With a seed, each row gets its own seed derived from (seed, row id): reproducible, yet different rows
         do not share one random stream (one seed for all would give every prompt the same draws).
@@ -115,6 +119,7 @@ class VLLMGenerator:
 
         params = [
             SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, ignore_eos=ignore_eos,
+                           logprobs=0 if logprobs else None,
                            seed=None if seed is None else stable_seed(seed, row.id, temperature))
             for row in rows
         ]
@@ -130,6 +135,8 @@ class VLLMGenerator:
                     prompt_tokens=len(out.prompt_token_ids or ()),
                     completion_tokens=len(o.token_ids),
                     token_ids=tuple(o.token_ids),
+                    token_logprobs=(tuple(step[t].logprob for step, t in zip(o.logprobs, o.token_ids))
+                                    if logprobs else None),
                 )
                 for o in out.outputs
             ]

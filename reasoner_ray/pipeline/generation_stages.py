@@ -3,7 +3,8 @@
 Each returns a `StageFn` for `StageRunner.run`. Rollouts and evaluation stream questions through vLLM actors
 (reasoner_ray.stages.generation) and write Parquet; rewards score rollouts in Ray Data batches
 (reasoner_ray.stages.reward_stage); pairs are built in the driver by the pure pair builder and written as
-PreferenceRow JSONL; evaluation also writes a summary (accuracy per style and answer type, standard error).
+PreferenceRow JSONL (with each chain's sampled tokens and log-probs when the rollouts kept them); evaluation
+also writes a summary (accuracy per style and answer type, standard error).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 from reasoner_ray.core.config import Config, DataSource
 from reasoner_ray.core.pairs import ScoredSample, build_pairs
 from reasoner_ray.core.prompts import prompt_messages
-from reasoner_ray.core.rows import VQARow
+from reasoner_ray.core.rows import SampledTokens, VQARow
 from reasoner_ray.pipeline.evaluation import read_table
 from reasoner_ray.pipeline.runner import StageCounts, StageFn, StageIO
+from reasoner_ray.stages.generation import SAMPLED_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ def rollouts_stage(config: Config, model_path: str, round_index: int) -> StageFn
 
     def run(io: StageIO) -> StageCounts:
         plan = GenerationPlan.rollouts(r.temperatures, r.samples_per_temperature, r.max_tokens, r.top_p,
-                                       config.run.seed, round_index, r.ignore_eos)
+                                       config.run.seed, round_index, r.ignore_eos,
+                                       logprobs=config.dpo.reuse_sampled_logps)
         n_in, n_out = _generate(config, model_path, rollout_source(config), plan, io.output)
         return StageCounts(n_in, n_out, {"model": model_path})
 
@@ -64,12 +67,15 @@ def rewards_stage(rollouts_dir: Path) -> StageFn:
     return run
 
 
-def pairs_stage(config: Config, rewards_dir: Path, round_index: int) -> StageFn:
+def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: str) -> StageFn:
+    """`sampler`: the model folder the rollouts sampled with, recorded in every pair (`sampling.model`)."""
+
     def run(io: StageIO) -> StageCounts:
         cols = ["question_id", "sample_index", "text", "value", "correct", "reason", "temperature"]
-        table = read_table(rewards_dir, cols)
-        records = table.to_pylist()
-        temperature_of = {(r["question_id"], r["sample_index"]): r["temperature"] for r in records}
+        if set(SAMPLED_COLUMNS) <= set(_parquet_columns(rewards_dir)):  # rollouts that kept their log-probs
+            cols += [*SAMPLED_COLUMNS, "prompt_tokens"]
+        records = read_table(rewards_dir, cols).to_pylist()
+        by_sample = {(r["question_id"], r["sample_index"]): r for r in records}
         result = build_pairs((ScoredSample.from_record(r) for r in records), band=tuple(config.pairs.accuracy_band),
                              max_pairs=config.pairs.max_pairs_per_question,
                              truncate_words=config.pairs.truncate_words, seed=config.run.seed * 1000 + round_index)
@@ -78,16 +84,32 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int) -> StageFn:
         with (io.output / PAIRS_FILE).open("w") as fh:
             for p in result.pairs:
                 row = rows[p.question_id]
-                sampling = {"chosen_temperature": temperature_of[(p.question_id, p.chosen_index)],
-                            "rejected_temperature": temperature_of[(p.question_id, p.rejected_index)],
-                            "max_tokens": config.rollout.max_tokens, "top_p": config.rollout.top_p}
+                chosen = by_sample[(p.question_id, p.chosen_index)]
+                rejected = by_sample[(p.question_id, p.rejected_index)]
+                sampling = {"chosen_temperature": chosen["temperature"],
+                            "rejected_temperature": rejected["temperature"],
+                            "max_tokens": config.rollout.max_tokens, "top_p": config.rollout.top_p, "model": sampler}
                 pref = p.to_preference_row(row.question, row.image, prompt_messages(row, "cot"), round_index, sampling)
+                pref.chosen_sampled, pref.rejected_sampled = _sampled_tokens(chosen), _sampled_tokens(rejected)
                 fh.write(pref.model_dump_json() + "\n")
         stats = result.stats.as_dict()
         (io.output / "stats.json").write_text(json.dumps(stats, indent=2))
         return StageCounts(len(records), len(result.pairs), {"stats": stats})
 
     return run
+
+
+def _parquet_columns(folder: Path) -> list[str]:
+    import pyarrow.dataset as pads
+
+    return pads.dataset(str(folder), format="parquet").schema.names
+
+
+def _sampled_tokens(record: dict) -> SampledTokens | None:
+    if record.get("token_ids") is None:
+        return None
+    return SampledTokens(token_ids=record["token_ids"], logprobs=record["token_logprobs"],
+                         prompt_tokens=record.get("prompt_tokens"))
 
 
 def rollout_source(config: Config) -> DataSource:

@@ -134,7 +134,7 @@ def run_pipeline(config: Config, redo: str | None = None) -> RunResult:
         name = lambda stage: round_stage(r, stage)  # noqa: E731
         runner.run(name("rollouts"), gen.rollouts_stage(config, policy, r))
         runner.run(name("rewards"), gen.rewards_stage(runner.output(name("rollouts"))))
-        runner.run(name("pairs"), gen.pairs_stage(config, runner.output(name("rewards")), r))
+        runner.run(name("pairs"), gen.pairs_stage(config, runner.output(name("rewards")), r, policy))
         runner.run(name("reference"), reference_stage(config, reference, runner.output(name("pairs")) / gen.PAIRS_FILE))
         runner.run(name("dpo"), dpo_stage(config, policy, runner.output(name("reference")) / gen.PAIRS_FILE))
         policy = str(runner.output(name("dpo")) / MODEL_DIR)

@@ -72,17 +72,17 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int) 
 
 
 def _logps(config: Config, model_path: str, items, as_reference: bool):
-    """Log-probs under a model folder; the reference is loaded as the DPO stage loads it (a LoRA folder counts
-    as its base model)."""
+    """Log-probs under a model folder, over the tokens DPO trains on; the reference is loaded as the DPO stage
+    loads it (a LoRA folder counts as its base model)."""
     import contextlib
 
     from reasoner_ray.models.loading import load_model_and_processor
-    from reasoner_ray.train.collate import VLMEncoder
     from reasoner_ray.train.reference import load_reference, response_logps
+    from reasoner_ray.train.steps import pair_encoder
 
     if as_reference:
         model, processor, mode = load_reference(model_path, config.model.dtype)
     else:
         (model, processor), mode = load_model_and_processor(model_path, config.model.dtype), contextlib.nullcontext
     with mode():
-        return response_logps(model, VLMEncoder(processor), items, config.train.max_length)
+        return response_logps(model, pair_encoder(processor, config), items, config.train.max_length)

@@ -5,8 +5,10 @@ slot of cores, reasoner_ray/engines/cpu_binding.py); rows stream through `map_ba
 questions. Rollouts sample `samples_per_temperature` chains at every temperature of the config with the CoT
 instruction; evaluation decodes greedily once per style (CoT, direct).
 Output rows: question id, style, sample index, temperature, text, finish reason, token counts, plus the gold
-answer fields the reward stage needs. A killed actor is restarted by Ray Data and its batch retried, so the
-stage still completes; the engine is shut down in `__del__`, which Ray Data calls on graceful actor exit.
+answer fields the reward stage needs; with `plan.logprobs` also the sampled token ids and their log-probs
+(the DPO reference log-probs when the sampling model is the reference, reasoner_ray/train/reference.py).
+A killed actor is restarted by Ray Data and its batch retried, so the stage still completes; the engine is
+shut down in `__del__`, which Ray Data calls on graceful actor exit.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ OUTPUT_COLUMNS = (
     "question_id", "style", "sample_index", "temperature", "text", "finish_reason", "prompt_tokens",
     "completion_tokens", "round", "answer", "answer_type", "choices", "tags",
 )
+SAMPLED_COLUMNS = ("token_ids", "token_logprobs")
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,13 @@ class GenerationPlan:
     seed: int = 0
     round: int = 0
     ignore_eos: bool = False  # fixed-length outputs, for throughput benchmarks
+    logprobs: bool = False  # keep the sampled token ids and their log-probs (SAMPLED_COLUMNS)
 
     @classmethod
     def rollouts(cls, temperatures: list[float], samples: int, max_tokens: int, top_p: float, seed: int, round: int,
-                 ignore_eos: bool = False):
-        return cls(tuple(("cot", t, samples) for t in temperatures), max_tokens, top_p, seed, round, ignore_eos)
+                 ignore_eos: bool = False, logprobs: bool = False):
+        return cls(tuple(("cot", t, samples) for t in temperatures), max_tokens, top_p, seed, round, ignore_eos,
+                   logprobs)
 
     @classmethod
     def evaluation(cls, styles: list[str], max_tokens: int, round: int):
@@ -70,13 +75,13 @@ class GenerationActor:
 
     def _generate(self, batch: dict[str, Any]) -> dict[str, list]:
         rows = [VQARow.model_validate_json(j) for j in batch["row"]]
-        out: dict[str, list] = {c: [] for c in OUTPUT_COLUMNS}
+        out: dict[str, list] = {c: [] for c in OUTPUT_COLUMNS + (SAMPLED_COLUMNS if self.plan.logprobs else ())}
         offset = 0  # sample indices run on across passes, so (question, sample_index) is unique
         for style, temperature, n in self.plan.passes:
             seed = None if temperature == 0 else self.plan.seed * 1000 + self.plan.round
             results = self.generator.generate(rows, style, n=n, temperature=temperature,
                                               max_tokens=self.plan.max_tokens, top_p=self.plan.top_p, seed=seed,
-                                              ignore_eos=self.plan.ignore_eos)
+                                              ignore_eos=self.plan.ignore_eos, logprobs=self.plan.logprobs)
             for row, samples in zip(rows, results):
                 for i, s in enumerate(samples):
                     out["question_id"].append(row.id)
@@ -92,6 +97,9 @@ class GenerationActor:
                     out["answer_type"].append(row.answer_type)
                     out["choices"].append(row.choices or [])
                     out["tags"].append(json.dumps(row.tags))  # a string: an all-empty list block has no Arrow type
+                    if self.plan.logprobs:
+                        out["token_ids"].append(list(s.token_ids))
+                        out["token_logprobs"].append(list(s.token_logprobs or ()))
             offset += n
         return out
 

@@ -3,9 +3,11 @@
 The prompt (user turn with its image, plus the generation prompt) is rendered with the chat template and run
 through the processor, so every processor output (pixel_values, image_grid_thw, mm_token_type_ids, ...)
 reaches the model. The completion is the rest of the rendered conversation after the prompt (the response and
-the template's end-of-turn tokens), tokenized on its own. Only completion tokens carry loss. A preference chain
-cut by `pairs.truncate_words` stops at its last word: it never ended its turn there, and an end-of-turn token
-after the cut would teach the model to stop mid-sentence.
+the template's end-of-turn tokens), tokenized on its own. Only completion tokens carry loss. An encoder with
+`turn_tail=False` ends a completion at its first special token, the end-of-turn token a sampling engine stops
+on: the template's tokens after it (Qwen's newline) are never sampled, so their log-probs are not known.
+A preference chain cut by `pairs.truncate_words` stops at its last word: it never ended its turn there, and an
+end-of-turn token after the cut would teach the model to stop mid-sentence.
 
 A prompt that does not fit `max_length` (with at least one completion token) is never cut: the row is
 filtered before training and counted (`prompt_too_long`); an over-long completion is cut at its end.
@@ -28,10 +30,12 @@ IGNORE_INDEX = -100
 class VLMEncoder:
     """Renders and tokenizes prompts/completions with one processor (picklable: holds only the processor)."""
 
-    def __init__(self, processor):
+    def __init__(self, processor, turn_tail: bool = True):
         self.processor = processor
+        self.turn_tail = turn_tail
         tok = processor.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self._special_ids = frozenset(tok.all_special_ids)
 
     def prompt_text(self, messages: list[dict[str, Any]]) -> str:
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -48,7 +52,13 @@ class VLMEncoder:
             if end < 0:
                 raise ValueError("chat template does not render the response text verbatim")
             completion = completion[:end + len(response)]
-        return self.processor.tokenizer(completion, add_special_tokens=False)["input_ids"]
+        ids = self.processor.tokenizer(completion, add_special_tokens=False)["input_ids"]
+        if end_turn and not self.turn_tail:
+            # The first special token after the response starts (a template may open the turn with one).
+            started = next((i for i, t in enumerate(ids) if t not in self._special_ids), len(ids))
+            stop = next((i for i in range(started, len(ids)) if ids[i] in self._special_ids), None)
+            ids = ids if stop is None else ids[:stop + 1]
+        return ids
 
     def encode_prompts(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         """Processor outputs for the prompts, right-padded (B, P); images in example order."""
@@ -65,13 +75,15 @@ class VLMEncoder:
 
 
 def fit_filter(encoder: VLMEncoder, examples: list[dict[str, Any]], max_length: int, counts: Counter) -> list[dict[str, Any]]:
-    """Drop (and count) examples whose prompt leaves no room for a completion token within max_length."""
+    """Drop (and count) examples whose prompt leaves no room for a completion token within max_length; the kept
+    ones carry their `prompt_length` in tokens."""
     kept = []
     for ex in examples:
-        if encoder.prompt_length(ex) >= max_length:
+        length = encoder.prompt_length(ex)
+        if length >= max_length:
             counts["prompt_too_long"] += 1
         else:
-            kept.append(ex)
+            kept.append({**ex, "prompt_length": length})
     return kept
 
 

@@ -23,10 +23,11 @@ from reasoner_ray.train.loop import TrainResult
 def run_dpo(config: Config, policy_path: str, pairs_path: str, out_dir: str) -> TrainResult:
     from transformers import AutoProcessor
 
-    from reasoner_ray.train.collate import VLMEncoder, fit_filter
+    from reasoner_ray.train.collate import fit_filter
     from reasoner_ray.train.data import preference_examples, read_rows
     from reasoner_ray.train.reference import compute_reference_logps
     from reasoner_ray.train.runner import run_training
+    from reasoner_ray.train.steps import pair_encoder
 
     counts: Counter = Counter()
     rows = read_rows(pairs_path, PreferenceRow)
@@ -35,6 +36,6 @@ def run_dpo(config: Config, policy_path: str, pairs_path: str, out_dir: str) -> 
         counts.update({f"reference_{k}": v for k, v in compute_reference_logps(config, policy_path, pairs_path, with_ref).items()})
         rows = read_rows(with_ref, PreferenceRow)
     counts["pairs"] = len(rows)
-    encoder = VLMEncoder(AutoProcessor.from_pretrained(policy_path))
+    encoder = pair_encoder(AutoProcessor.from_pretrained(policy_path), config)
     examples = fit_filter(encoder, preference_examples(rows), config.train.max_length, counts)
     return run_training(config, "dpo", policy_path, examples, out_dir, counts)

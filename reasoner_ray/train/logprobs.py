@@ -6,7 +6,9 @@ For a pair, both responses share the image and the prompt. `pair_logps(..., shar
 prompt (with its image) once per pair, keeps its KV cache, repeats the cache for the two responses and runs only
 the response tokens on top of it; gradients flow through the cache into the prompt pass. `share_prompt=False`
 runs prompt+response as one sequence per response (TRL's layout). Both give the same numbers up to float
-rounding. The shared mode needs the KV cache, so it is off under gradient checkpointing.
+rounding. The shared mode needs the KV cache, so it is off under gradient checkpointing. Both ask the model for
+logits only at positions that predict a response token (`logits_to_keep`): the LM head over a 150K vocabulary
+on every image and prompt token is work whose result was thrown away.
 
 Positions are explicit in the shared mode (prompts are right-padded, so the response rows have padding holes):
 a registry maps the model type to its position-id builder (Qwen2-VL's M-RoPE index, else a running count).
@@ -31,8 +33,17 @@ def sequence_logps(logits, targets, mask):
 
 
 def shifted_logps(logits, input_ids, completion_mask):
-    """Log-probs of the completion tokens of full sequences (logit t predicts token t+1)."""
-    return sequence_logps(logits[:, :-1], input_ids[:, 1:], completion_mask[:, 1:])
+    """Log-probs of the completion tokens of full sequences (logit t predicts token t+1). `logits` may hold only
+    the last K positions of the rows (a forward with `logits_to_keep=K`)."""
+    start = input_ids.shape[1] - logits.shape[1]
+    return sequence_logps(logits[:, :-1], input_ids[:, start + 1:], completion_mask[:, start + 1:])
+
+
+def completion_logits_to_keep(attention_mask, completion_mask) -> int:
+    """How many last positions of right-padded [prompt, completion] rows predict a completion token: the LM head
+    need not run on the rest (a prompt's image and text tokens), whose logits would be thrown away."""
+    first = int((completion_mask.long().argmax(1)).min())  # the earliest completion token of any row
+    return attention_mask.shape[1] - max(first - 1, 0)
 
 
 def _running_positions(model, input_ids, attention_mask, extras):
@@ -71,7 +82,7 @@ def _full_pair_logps(model, batch: dict[str, Any], pad_id: int):
     prompts = {k: torch.cat([v, v], 0) for k, v in batch["prompt"].items()}
     full = concat_sequences(prompts, reordered, pad_id)
     mask = full.pop("completion_mask")
-    out = model(**full, use_cache=False)
+    out = model(**full, use_cache=False, logits_to_keep=completion_logits_to_keep(full["attention_mask"], mask))
     logps = shifted_logps(out.logits, full["input_ids"], mask)
     return logps.chunk(2)
 
@@ -89,12 +100,15 @@ def _shared_pair_logps(model, batch: dict[str, Any], pad_id: int):
     full_extras = {k: (torch.cat([v.repeat_interleave(2, 0), torch.zeros_like(comp_ids)], 1) if is_per_token(k, v, p_ids)
                        else v.repeat_interleave(2, 0)) for k, v in extras.items() if k != "pixel_values"}
     positions = position_builder(unwrap(model))(unwrap(model), full_ids, full_mask, full_extras)
+    last = p_mask.sum(1) - 1
+    # The LM head runs only on the prompts' last positions (each row's last real token predicts its first
+    # response token); the other prompt positions' logits would be thrown away.
+    keep, which = torch.unique(last, return_inverse=True)
     prompt_out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=positions[..., 0::2, :width],
-                       use_cache=True, **extras)
+                       use_cache=True, logits_to_keep=keep, **extras)
     cache = prompt_out.past_key_values
     cache.batch_repeat_interleave(2)
-    last = p_mask.sum(1) - 1
-    first_logits = prompt_out.logits[torch.arange(p_ids.shape[0]), last].repeat_interleave(2, 0)
+    first_logits = prompt_out.logits[torch.arange(p_ids.shape[0]), which].repeat_interleave(2, 0)
     comp_out = model(input_ids=comp_ids, attention_mask=full_mask, position_ids=positions[..., width:],
                      past_key_values=cache, use_cache=True)
     logits = torch.cat([first_logits.unsqueeze(1), comp_out.logits[:, :-1]], 1)

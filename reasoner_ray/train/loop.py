@@ -69,7 +69,6 @@ def train_func(loop_config: dict[str, Any]) -> None:
     import torch
 
     from reasoner_ray.core.config import Config
-    from reasoner_ray.train.collate import VLMEncoder
     from reasoner_ray.train.deepspeed_config import deepspeed_config, micro_batch_size
     from reasoner_ray.train.export import export_hf
     from reasoner_ray.train.model_setup import param_groups, prepare_model
@@ -103,7 +102,8 @@ def train_func(loop_config: dict[str, Any]) -> None:
             start_step = json.loads(Path(d, "state.json").read_text())["step"]
         if rank == 0:
             log.warning("[%s] resuming from the checkpoint at step %d of %d", stage, start_step, total_steps)
-    encoder, spec = VLMEncoder(processor), STAGES[stage]
+    spec = STAGES[stage]
+    encoder = spec.encoder(processor, config)
     history: list[dict[str, Any]] = []
     for step in range(start_step, total_steps):
         started = time.time()

@@ -8,6 +8,14 @@ batches on that GPU), else on its share of the node's CPU cores; the driver only
 A reference folder holding a LoRA adapter (peft: `adapter_config.json`) is scored as the policy with the
 adapter disabled, i.e. its base model.
 
+No pass at all for a pair the reference model sampled itself (`dpo.reuse_sampled_logps`, `sampling.model` of
+the pair is the reference folder: round one against the SFT model, every round with `dpo.reference: previous`):
+the rollout engine already returned each sampled token's log-prob, and a side's reference log-prob is their sum
+over the tokens training uses, provided those are a prefix of the sampled tokens (a chain cut by
+`pairs.truncate_words` or `train.max_length`, or the whole chain through its end-of-turn token) and the prompt
+has the length the engine saw. Any other pair goes through the pass. The engine's dtype is the pass's on CPU
+(float32: sums equal to about 1e-5); a bfloat16 GPU engine differs from the training forward by its rounding.
+
     from reasoner_ray.train.reference import compute_reference_logps
     counts = compute_reference_logps(config, "runs/x/sft/model", "pairs.jsonl", "pairs_ref.jsonl")
 """
@@ -73,8 +81,7 @@ def score_shard(config_tree: dict, ref_model_path: str, examples: list[dict], th
     import torch
     from transformers.utils import logging as hf_logging
 
-    from reasoner_ray.train.collate import VLMEncoder
-    from reasoner_ray.train.steps import dpo_shares_prompt
+    from reasoner_ray.train.steps import dpo_shares_prompt, pair_encoder
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per task on the job's console says nothing
     config = Config.model_validate(config_tree)
@@ -84,7 +91,7 @@ def score_shard(config_tree: dict, ref_model_path: str, examples: list[dict], th
     if config.train.use_gpu:
         model.to(torch.device("cuda", torch.cuda.current_device()))
     with reference_mode():
-        return reference_logps(model, VLMEncoder(processor), examples, config.dpo.ref_batch_size,
+        return reference_logps(model, pair_encoder(processor, config), examples, config.dpo.ref_batch_size,
                                config.train.max_length, dpo_shares_prompt(config, model))
 
 
@@ -108,22 +115,58 @@ def _sharded_logps(config: Config, ref_model_path: str, examples: list[dict]) ->
     return merged
 
 
-def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str, out_path: str) -> dict[str, int]:
-    """Write the pairs with reference log-probs filled to out_path; returns counts (written, prompt_too_long)."""
-    from reasoner_ray.train.collate import VLMEncoder, fit_filter
-    from reasoner_ray.train.data import preference_examples, read_rows, write_rows
+def sampled_logps(encoder, example: dict, row: PreferenceRow, max_length: int) -> tuple[float, float] | None:
+    """(chosen, rejected) reference log-probs from the tokens the reference sampled, or None where either side's
+    training tokens (as `collate_pairs` cuts them) are not a prefix of its sampled tokens after the same prompt."""
+    import math
 
+    sums = []
+    for side in ("chosen", "rejected"):
+        sampled = getattr(row, f"{side}_sampled")
+        if sampled is None or sampled.prompt_tokens not in (None, example["prompt_length"]):
+            return None
+        ids = encoder.completion_ids(example["messages"], example[side], end_turn=not example[f"{side}_truncated"])
+        ids = ids[:max_length - example["prompt_length"]]
+        if not ids or ids != sampled.token_ids[:len(ids)]:
+            return None
+        sums.append(math.fsum(sampled.logprobs[:len(ids)]))
+    return sums[0], sums[1]
+
+
+def _sampled_by(row: PreferenceRow, model_path: str) -> bool:
+    sampler = row.sampling.get("model")
+    return sampler is not None and Path(sampler).resolve() == Path(model_path).resolve()
+
+
+def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str, out_path: str) -> dict[str, int]:
+    """Write the pairs with reference log-probs filled to out_path; returns counts (written, prompt_too_long,
+    from_rollouts: taken from the sampled tokens, from_pass: computed)."""
     from transformers import AutoProcessor
+
+    from reasoner_ray.train.collate import fit_filter
+    from reasoner_ray.train.data import preference_examples, read_rows, write_rows
+    from reasoner_ray.train.steps import pair_encoder
 
     counts: Counter = Counter()
     rows = read_rows(pairs_path, PreferenceRow)
-    encoder = VLMEncoder(AutoProcessor.from_pretrained(_base_path(ref_model_path)))
+    encoder = pair_encoder(AutoProcessor.from_pretrained(_base_path(ref_model_path)), config)
     examples = fit_filter(encoder, preference_examples(rows), config.train.max_length, counts)
-    logps = _sharded_logps(config, ref_model_path, examples) if examples else []
-    scored = [rows[ex["index"]].model_copy(update={"ref_chosen_logp": c, "ref_rejected_logp": r})
-              for ex, (c, r) in zip(examples, logps)]
+    reuse = config.dpo.reuse_sampled_logps and not (Path(ref_model_path) / "adapter_config.json").is_file()
+    logps: dict[int, tuple[float, float]] = {}
+    for ex in examples:
+        row = rows[ex["index"]]
+        found = None
+        if reuse and _sampled_by(row, ref_model_path):
+            found = sampled_logps(encoder, ex, row, config.train.max_length)
+        if found is not None:
+            logps[ex["index"]] = found
+    to_score = [ex for ex in examples if ex["index"] not in logps]
+    if to_score:
+        logps.update(zip((ex["index"] for ex in to_score), _sharded_logps(config, ref_model_path, to_score)))
+    scored = [rows[ex["index"]].model_copy(update={"ref_chosen_logp": logps[ex["index"]][0],
+                                                   "ref_rejected_logp": logps[ex["index"]][1]}) for ex in examples]
     write_rows(scored, out_path)
-    counts["written"] = len(scored)
+    counts.update(written=len(scored), from_rollouts=len(examples) - len(to_score), from_pass=len(to_score))
     log.info("reference log-probs for %d pairs -> %s (%s)", len(scored), out_path, dict(counts))
     return dict(counts)
 
@@ -136,7 +179,7 @@ def response_logps(model, encoder, items: list[tuple[dict, str]], max_length: in
     import torch
 
     from reasoner_ray.train.collate import concat_sequences
-    from reasoner_ray.train.logprobs import shifted_logps
+    from reasoner_ray.train.logprobs import completion_logits_to_keep, shifted_logps
 
     model.eval()
     out: list[tuple[float, int]] = []
@@ -148,6 +191,7 @@ def response_logps(model, encoder, items: list[tuple[dict, str]], max_length: in
             completions = [encoder.completion_ids(ex["messages"], r)[:room[i]] for i, (ex, r) in enumerate(chunk)]
             batch = concat_sequences(prompts, completions, encoder.pad_id)
             mask = batch.pop("completion_mask")
-            logps = shifted_logps(model(**batch, use_cache=False).logits, batch["input_ids"], mask)
+            keep = completion_logits_to_keep(batch["attention_mask"], mask)
+            logps = shifted_logps(model(**batch, use_cache=False, logits_to_keep=keep).logits, batch["input_ids"], mask)
             out += [(lp, len(c)) for lp, c in zip(logps.tolist(), completions)]
     return out

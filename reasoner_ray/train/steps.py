@@ -22,6 +22,8 @@ from reasoner_ray.train.losses import PairLogps, dpo_loss, sft_loss
 class Stage:
     collate: Callable[[VLMEncoder, list[dict[str, Any]], int], dict[str, Any]]
     loss: Callable[..., tuple[Any, dict[str, float]]]  # (model, batch, encoder, config, token_share=None)
+    # The encoder the stage's batches are tokenized with (processor, config).
+    encoder: Callable[[Any, Any], VLMEncoder] = lambda processor, config: VLMEncoder(processor)
     # Units the loss is normalised by over the whole step (SFT: target tokens); None: a per-batch mean.
     targets: Callable[[dict[str, Any]], int] | None = None
 
@@ -76,9 +78,15 @@ def _dpo_loss(model, batch, encoder, config, token_share=None):
     return loss, metrics
 
 
+def pair_encoder(processor, config) -> VLMEncoder:
+    """The DPO encoder, for the policy and the reference alike: completions end at the end-of-turn token when
+    reference log-probs may come from the rollouts (`dpo.reuse_sampled_logps`), else TRL's whole turn."""
+    return VLMEncoder(processor, turn_tail=not config.dpo.reuse_sampled_logps)
+
+
 STAGES: dict[str, Stage] = {
     "sft": Stage(collate=collate_sft, loss=_sft_loss, targets=lambda batch: target_tokens(batch["labels"])),
-    "dpo": Stage(collate=collate_pairs, loss=_dpo_loss),
+    "dpo": Stage(collate=collate_pairs, loss=_dpo_loss, encoder=pair_encoder),
 }
 
 

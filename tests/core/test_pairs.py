@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reasoner_ray.core.pairs import PairStats, ScoredSample, build_pairs, truncate
-from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow
+from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow, SampledTokens
 
 
 def sample(qid: str, index: int, correct: bool, text: str | None = None, reason: str | None = None) -> ScoredSample:
@@ -121,6 +121,16 @@ def test_from_record_and_preference_row():
     assert isinstance(preference, PreferenceRow)
     assert (preference.chosen, preference.rejected, preference.chosen_score, preference.round) == (
         "q chain 0", "q chain 1", 1.0, 1)  # fmt: skip
+
+
+def test_sampled_tokens_travel_with_a_pair_and_must_align():
+    sampled = SampledTokens(token_ids=[5, 9, 2], logprobs=[-0.5, -1.25, -0.25], prompt_tokens=40)
+    row = PreferenceRow(question_id="q", question="?", image=ImageRef(path="i.png"), chosen="a", rejected="b",
+                        chosen_score=1.0, rejected_score=0.0, chosen_sampled=sampled)
+    again = PreferenceRow.model_validate_json(row.model_dump_json())
+    assert again.chosen_sampled == sampled and again.rejected_sampled is None
+    with pytest.raises(ValueError, match="3 token ids but 2 log-probs"):
+        SampledTokens(token_ids=[5, 9, 2], logprobs=[-0.5, -1.25])
 
 
 @pytest.mark.parametrize(

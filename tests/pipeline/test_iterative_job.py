@@ -94,6 +94,13 @@ def test_job_submit_runs_the_whole_pipeline(submitted_run):
     assert counts["r1/rollouts"] == (24, 24 * 4) and counts["r1/rewards"] == (96, 96)
     assert counts["r1/pairs"][1] > 0, "SFT should learn enough for some pairs"
     assert counts["r1/reference"][1] == counts["r1/pairs"][1] == counts["r1/dpo"][0]
+    # The pairs carry what the SFT model sampled; the reference (that same model) is taken from it where the text
+    # re-tokenizes to the sampled tokens, the rest computed: every pair counted once.
+    pairs = [json.loads(line) for line in (run_dir / "rounds" / "r1" / "pairs" / "output" / "pairs.jsonl").open()]
+    assert all(p["chosen_sampled"]["token_ids"] and p["rejected_sampled"]["token_ids"] for p in pairs)
+    assert {p["sampling"]["model"] for p in pairs} == {str(run_dir / "sft" / "output" / "model")}
+    reference = json.loads((run_dir / "manifest.json").read_text())["stages"]["r1/reference"]["extra"]["counts"]
+    assert reference["from_rollouts"] + reference["from_pass"] == counts["r1/pairs"][1], reference
     assert counts["r1/verify"] == (24, 24 * 2)  # the DPO model ranks 2 sampled chains per evaluation question
     assert "| round | pairs | CoT acc. (%)" in stdout and "report: " in stdout
     report = run_dir / "report" / "output" / "report.md"

@@ -13,12 +13,12 @@ import torch
 
 from conftest import make_pairs
 from reasoner_ray.core.config import build_config
-from reasoner_ray.train.collate import VLMEncoder, collate_pairs
+from reasoner_ray.train.collate import collate_pairs
 from reasoner_ray.train.data import preference_examples, read_rows, write_rows
 from reasoner_ray.train.logprobs import pair_logps
 from reasoner_ray.train.model_setup import prepare_model
 from reasoner_ray.train.reference import score_shard
-from reasoner_ray.train.steps import dpo_shares_prompt
+from reasoner_ray.train.steps import dpo_shares_prompt, pair_encoder
 
 TRAIN = Path(__file__).resolve().parents[2] / "reasoner_ray" / "train"
 
@@ -31,7 +31,7 @@ def test_reference_and_policy_give_z_zero_on_equal_weights(tiny_qwen2_vl, share_
     examples = preference_examples(make_pairs(3))
     reference = score_shard(config.model_dump(mode="json"), tiny_qwen2_vl, examples, threads=2)
     policy, processor = prepare_model(tiny_qwen2_vl, config.model.dtype, config.train, False, False)  # train mode
-    encoder = VLMEncoder(processor)
+    encoder = pair_encoder(processor, config)
     batch = collate_pairs(encoder, examples, config.train.max_length)
     chosen, rejected = pair_logps(policy, batch, encoder.pad_id, share_prompt=dpo_shares_prompt(config, policy))
     z = config.dpo.beta * ((chosen - torch.tensor([c for c, _ in reference], dtype=chosen.dtype))

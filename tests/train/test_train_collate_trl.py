@@ -137,10 +137,11 @@ def test_first_batch_equals_trl_dpo_trainer(family, request, tmp_path, ray_local
 
     # This project: reference log-probs precomputed into the rows, then the DPO step on the policy.
     write_rows(pairs, tmp_path / "pairs.jsonl")
-    config = build_config({}, ["dpo.beta=0.1", "dpo.loss=sigmoid"])
+    # TRL trains on the whole rendered turn (Qwen: "<|im_end|>\n"): our layout without reused sampled log-probs.
+    config = build_config({}, ["dpo.beta=0.1", "dpo.loss=sigmoid", "dpo.reuse_sampled_logps=false"])
     compute_reference_logps(config, ref_path, str(tmp_path / "pairs.jsonl"), str(tmp_path / "pairs_ref.jsonl"))
     rows = read_rows(tmp_path / "pairs_ref.jsonl", PreferenceRow)
-    encoder = VLMEncoder(processor)
+    encoder = STAGES["dpo"].encoder(processor, config)
     ours = STAGES["dpo"].collate(encoder, preference_examples(rows), config.train.max_length)
     loss, metrics = STAGES["dpo"].loss(trainer.model, ours, encoder, config)
 
@@ -174,3 +175,9 @@ def test_a_chain_cut_for_the_loss_gets_no_end_of_turn(tiny_qwen2_vl):
     chosen, rejected = collate_pairs(encoder, preference_examples([pref]), max_length=1024)["completions"]
     assert end_of_turn not in chosen and tok.decode(chosen) == pair.chosen
     assert end_of_turn in rejected and tok.decode(rejected).startswith(short_wrong)
+    # The encoder for sampled reference log-probs ends a whole chain at its end-of-turn token, as vLLM samples it;
+    # the template's newline after it is left out.
+    assert rejected[-2:] == [end_of_turn, tok.convert_tokens_to_ids("Ċ")]
+    cut_tail = VLMEncoder(encoder.processor, turn_tail=False)
+    chosen_cut, rejected_cut = collate_pairs(cut_tail, preference_examples([pref]), max_length=1024)["completions"]
+    assert chosen_cut == chosen and rejected_cut == rejected[:-1]
