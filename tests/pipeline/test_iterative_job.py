@@ -98,7 +98,7 @@ def test_job_submit_runs_the_whole_pipeline(submitted_run):
     # re-tokenizes to the sampled tokens, the rest computed: every pair counted once.
     pairs = [json.loads(line) for line in (run_dir / "rounds" / "r1" / "pairs" / "output" / "pairs.jsonl").open()]
     assert all(p["chosen_sampled"]["token_ids"] and p["rejected_sampled"]["token_ids"] for p in pairs)
-    assert {p["sampling"]["model"] for p in pairs} == {str(run_dir / "sft" / "output" / "model")}
+    assert {p["sampling"]["model"] for p in pairs} == {str((run_dir / "sft" / "output" / "model").resolve())}
     reference = json.loads((run_dir / "manifest.json").read_text())["stages"]["r1/reference"]["extra"]["counts"]
     assert reference["from_rollouts"] + reference["from_pass"] == counts["r1/pairs"][1], reference
     assert counts["r1/verify"] == (24, 24 * 2)  # the DPO model ranks 2 sampled chains per evaluation question
