@@ -133,11 +133,6 @@ def sampled_logps(encoder, example: dict, row: PreferenceRow, max_length: int) -
     return sums[0], sums[1]
 
 
-def _sampled_by(row: PreferenceRow, model_path: str) -> bool:
-    sampler = row.sampling.get("model")
-    return sampler is not None and Path(sampler).resolve() == Path(model_path).resolve()
-
-
 def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str, out_path: str) -> dict[str, int]:
     """Write the pairs with reference log-probs filled to out_path; returns counts (written, prompt_too_long,
     from_rollouts: taken from the sampled tokens, from_pass: computed)."""
@@ -152,14 +147,13 @@ def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str
     encoder = pair_encoder(AutoProcessor.from_pretrained(_base_path(ref_model_path)), config)
     examples = fit_filter(encoder, preference_examples(rows), config.train.max_length, counts)
     reuse = config.dpo.reuse_sampled_logps and not (Path(ref_model_path) / "adapter_config.json").is_file()
+    reference = Path(ref_model_path).resolve()
     logps: dict[int, tuple[float, float]] = {}
     for ex in examples:
-        row = rows[ex["index"]]
-        found = None
-        if reuse and _sampled_by(row, ref_model_path):
-            found = sampled_logps(encoder, ex, row, config.train.max_length)
-        if found is not None:
-            logps[ex["index"]] = found
+        row, sampler = rows[ex["index"]], rows[ex["index"]].sampling.get("model")
+        if reuse and sampler is not None and Path(sampler).resolve() == reference:
+            if (found := sampled_logps(encoder, ex, row, config.train.max_length)) is not None:
+                logps[ex["index"]] = found
     to_score = [ex for ex in examples if ex["index"] not in logps]
     if to_score:
         logps.update(zip((ex["index"] for ex in to_score), _sharded_logps(config, ref_model_path, to_score)))
