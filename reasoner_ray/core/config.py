@@ -181,6 +181,9 @@ class RolloutConfig(_Section):
     gpu_memory_utilization: float = 0.85
     enforce_eager: bool = True
     limit: int | None = None  # questions per round; None = all of the train split
+    # The main job: an evaluation's engines also generate what later stages sample from the same model (the round's
+    # verifier chains, the next round's rollouts) in the same pass
+    reuse_eval_engines: bool = True
     ignore_eos: bool = False  # fixed-length outputs (throughput benchmarks only)
 
 

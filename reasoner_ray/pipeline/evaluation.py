@@ -15,9 +15,13 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reasoner_ray.core.config import Config, DataSource, EndpointConfig
 from reasoner_ray.core.metrics import ENDPOINT_ERROR, summarize
+
+if TYPE_CHECKING:
+    from reasoner_ray.stages.generation import GenerationPlan
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +47,11 @@ class ModelBackend:
 
     path: str
 
-    def generate(self, config: Config, questions, plan):
+    def generate(self, config: Config, questions, plans: dict):
         from reasoner_ray.stages.generation import generate_dataset
 
         gpus = float(config.rollout.tensor_parallel_size) if config.train.use_gpu else 0.0
-        return generate_dataset(questions, engine_settings(config, self.path), plan, config.rollout.num_engines,
+        return generate_dataset(questions, engine_settings(config, self.path), plans, config.rollout.num_engines,
                                 config.rollout.batch_size, gpus_per_engine=gpus)
 
     @property
@@ -64,7 +68,7 @@ class EndpointBackend:
     actors: int = 1
     batch_size: int = 16
 
-    def generate(self, config: Config, questions, plan):
+    def generate(self, config: Config, questions, plans: dict):
         import math
 
         import ray
@@ -72,6 +76,9 @@ class EndpointBackend:
         from reasoner_ray.distill.client import endpoint_settings
         from reasoner_ray.stages.endpoint_generation import EndpointGenerationActor
 
+        if len(plans) != 1:
+            raise ValueError(f"an endpoint backend generates one plan per pass, got {len(plans)}: {', '.join(plans)}")
+        (plan,) = plans.values()
         settings = endpoint_settings(self.endpoint, {}, self.actors)
         calls_per_actor = math.ceil(2 * settings.concurrency / self.batch_size) + 2  # keep the request slots busy
         pool = ray.data.ActorPoolStrategy(size=self.actors, max_tasks_in_flight_per_actor=calls_per_actor,
@@ -93,6 +100,7 @@ class EvalResult:
     summary: dict[str, dict]
     tokens: dict[str, int] = field(default_factory=dict)  # prompt / completion, and cached replies
     verifier: dict[str, dict] = field(default_factory=dict)  # method -> accuracy (eval.samples + a reference)
+    also_questions: dict[str, int] = field(default_factory=dict)  # questions of each task generated alongside
 
 
 def questions_of(source: DataSource):
@@ -107,19 +115,51 @@ def read_table(folder: Path, columns: list[str] | None = None):
     return pads.dataset(str(folder), format="parquet").to_table(columns=columns)
 
 
-def write_parquet(ds, out: Path) -> None:
+def write_parquet(ds, out: Path, partition_cols: list[str] | None = None) -> None:
     # Writing takes no CPU slot: with one engine per core the engines hold every CPU of the node, and a write
     # task waiting for one would stall the stage.
     with warnings.catch_warnings():  # Ray 2.60's write_parquet has no named CPU parameter to use instead yet
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        ds.write_parquet(str(out), ray_remote_args={"num_cpus": 0})
+        ds.write_parquet(str(out), partition_cols=partition_cols, ray_remote_args={"num_cpus": 0})
 
 
-def generate(config: Config, backend, source: DataSource, plan, out: Path) -> int:
-    """Replies to every good question of `source` under `out` (Parquet); returns the number of questions."""
-    questions = questions_of(source)
-    write_parquet(backend.generate(config, questions, plan), out)
-    return questions.count()
+@dataclass(frozen=True)
+class GenerationTask:
+    """Replies to every good question of `source` under the plan, written as Parquet to `out`."""
+
+    source: DataSource
+    plan: GenerationPlan
+    out: Path
+
+
+def generate(config: Config, backend, tasks: dict[str, GenerationTask]) -> dict[str, int]:
+    """Every task in one pass of the backend's engines (one engine start for all); returns questions per task.
+    Several tasks are written partitioned by task next to the first task's folder, then moved into each one's."""
+    import shutil
+
+    import pyarrow as pa
+
+    from reasoner_ray.stages.generation import TASK_COLUMN
+
+    questions = {name: questions_of(task.source) for name, task in tasks.items()}
+    plans = {name: task.plan for name, task in tasks.items()}
+    if len(tasks) == 1:
+        ((name, task),) = tasks.items()
+        write_parquet(backend.generate(config, questions[name], plans), task.out)
+        return {name: questions[name].count()}
+    tagged = [ds.add_column(TASK_COLUMN, lambda t, name=name: pa.array([name] * t.num_rows), batch_format="pyarrow")
+              for name, ds in questions.items()]
+    staging = next(iter(tasks.values())).out.with_name("tasks")
+    shutil.rmtree(staging, ignore_errors=True)
+    generated = backend.generate(config, tagged[0].union(*tagged[1:]).materialize(), plans)
+    write_parquet(generated, staging, partition_cols=[TASK_COLUMN])
+    for name, task in tasks.items():
+        shutil.rmtree(task.out, ignore_errors=True)
+        task.out.mkdir(parents=True)
+        for f in sorted((staging / f"{TASK_COLUMN}={name}").glob("*.parquet")):
+            f.rename(task.out / f.name)
+    shutil.rmtree(staging)
+    return {name: ds.count() for name, ds in questions.items()}
 
 
 def score_replies(batch):
@@ -133,13 +173,16 @@ def score_replies(batch):
     return scored
 
 
-def evaluate_source(config: Config, backend, source: DataSource, out: Path, round_index: int = 0) -> EvalResult:
+def evaluate_source(config: Config, backend, source: DataSource, out: Path, round_index: int = 0,
+                    also: dict[str, GenerationTask] | None = None) -> EvalResult:
+    """`also`: more generation for the same engines' pass (the main job: the next round's rollouts)."""
     import ray
 
     from reasoner_ray.stages.generation import GenerationPlan
 
     plan = GenerationPlan.evaluation(list(config.eval.styles), config.eval.max_tokens, round_index)
-    n_questions = generate(config, backend, source, plan, out / "generated")
+    counts = generate(config, backend, {"eval": GenerationTask(source, plan, out / "generated"), **(also or {})})
+    n_questions = counts.pop("eval")
     ray.data.read_parquet(str(out / "generated")).map_batches(score_replies, batch_format="pandas", num_cpus=0.5) \
         .write_parquet(str(out / "scored"))
     table = read_table(out / "scored")
@@ -155,7 +198,7 @@ def evaluate_source(config: Config, backend, source: DataSource, out: Path, roun
         if s["all"]["unscored"]:
             log.warning("eval %s: %s replies left out of the accuracy (cannot be scored)", style, s["all"]["unscored"])
     (out / EVAL_SUMMARY).write_text(json.dumps(summary, indent=2))
-    return EvalResult(n_questions, len(records), summary, tokens)
+    return EvalResult(n_questions, len(records), summary, tokens, also_questions=counts)
 
 
 def benchmark_sources(config: Config) -> dict[str, DataSource]:

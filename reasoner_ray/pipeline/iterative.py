@@ -20,7 +20,7 @@ from reasoner_ray.core.rundir import round_stage
 from reasoner_ray.pipeline import generation_stages as gen
 from reasoner_ray.pipeline.report import markdown_table, report_rows, write_report
 from reasoner_ray.pipeline.runner import StageCounts, StageIO, StageRunner
-from reasoner_ray.pipeline.verify_stage import verify_stage
+from reasoner_ray.pipeline.verify_stage import verify_plan, verify_stage
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,20 @@ def dpo_stage(config: Config, policy: str, pairs_path: Path):
     return run
 
 
+def _prefetch(config: Config, runner: StageRunner, policy: str, round_index: int) -> list[gen.Prefetch]:
+    """What later stages sample from `policy` (round `round_index`'s verifier when it runs, the next round's
+    rollouts), for the evaluation's engines to generate in the same pass: unless turned off or already done."""
+    wanted = []
+    if config.rollout.reuse_eval_engines:
+        if round_index > 0 and config.eval.samples > 0 and config.eval.verifier:
+            wanted.append((round_stage(round_index, "verify"), config.data.eval, verify_plan(config, round_index)))
+        if round_index < config.rounds:
+            wanted.append((round_stage(round_index + 1, "rollouts"), gen.rollout_source(config),
+                           gen.rollout_plan(config, round_index + 1)))
+    return [gen.Prefetch(stage, runner.run_dir.work(stage), policy, source, plan) for stage, source, plan in wanted
+            if not runner.manifest.done(stage)]
+
+
 def run_pipeline(config: Config, redo: str | None = None) -> RunResult:
     """Run (or resume) every stage; `redo` first forgets that completed stage and every stage after it."""
     from reasoner_ray.models.loading import resolve_model_path
@@ -127,7 +141,7 @@ def run_pipeline(config: Config, redo: str | None = None) -> RunResult:
         rows_path = str(runner.output("distill") / DISTILLED_ROWS) if config.distill.enabled else config.data.train.path
         runner.run("sft", sft_stage(config, policy, rows_path))
         policy = str(runner.output("sft") / MODEL_DIR)
-        runner.run("eval_sft", gen.eval_stage(config, policy, 0))
+        runner.run("eval_sft", gen.eval_stage(config, policy, 0, _prefetch(config, runner, policy, 0)))
     reference = policy
 
     for r in range(1, config.rounds + 1):
@@ -138,7 +152,7 @@ def run_pipeline(config: Config, redo: str | None = None) -> RunResult:
         runner.run(name("reference"), reference_stage(config, reference, runner.output(name("pairs")) / gen.PAIRS_FILE))
         runner.run(name("dpo"), dpo_stage(config, policy, runner.output(name("reference")) / gen.PAIRS_FILE))
         policy = str(runner.output(name("dpo")) / MODEL_DIR)
-        runner.run(name("eval"), gen.eval_stage(config, policy, r))
+        runner.run(name("eval"), gen.eval_stage(config, policy, r, _prefetch(config, runner, policy, r)))
         if config.eval.samples > 0 and config.eval.verifier:
             runner.run(name("verify"), verify_stage(config, policy, reference, r))
         if config.dpo.reference == "previous":

@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 VERIFY_SUMMARY = "summary.json"
 
 
+def verify_plan(config: Config, round_index: int):
+    """`eval.samples` CoT chains per evaluation question at `eval.sample_temperature`."""
+    from reasoner_ray.stages.generation import GenerationPlan
+
+    e = config.eval
+    return GenerationPlan.rollouts([e.sample_temperature], e.samples, e.max_tokens, 1.0, config.run.seed, round_index)
+
+
 def verify_stage(config: Config, policy: str, reference: str, round_index: int) -> StageFn:
     def run(io: StageIO) -> StageCounts:
         import pyarrow as pa
@@ -35,14 +43,11 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int) 
         from reasoner_ray.core.prompts import prompt_messages
         from reasoner_ray.data.readers import iter_rows
         from reasoner_ray.pipeline.evaluation import read_table
-        from reasoner_ray.pipeline.generation_stages import _generate
-        from reasoner_ray.stages.generation import GenerationPlan
+        from reasoner_ray.pipeline.generation_stages import generate_or_adopt
         from reasoner_ray.stages.reward_stage import score_batch
 
-        e = config.eval
-        plan = GenerationPlan.rollouts([e.sample_temperature], e.samples, e.max_tokens, 1.0, config.run.seed,
-                                       round_index)
-        n_q, _ = _generate(config, policy, config.data.eval, plan, io.output / "generated")
+        n_q, _, generated = generate_or_adopt(config, io, policy, config.data.eval, verify_plan(config, round_index),
+                                              io.output / "generated")
         ray.data.read_parquet(str(io.output / "generated")).map_batches(score_batch, batch_format="pandas",
                                                                         num_cpus=0.5).write_parquet(str(io.output / "scored"))
         cols = ["question_id", "sample_index", "text", "parsed", "value", "reason", "answer_type", "tags"]
@@ -66,7 +71,7 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int) 
         top = summary["all"]
         log.info("verify r%d: %s", round_index, ", ".join(f"{m} {100 * top[m]['accuracy']:.1f}" for m in verifier.METHODS))
         return StageCounts(n_q, len(chains), {"summary": {m: top[m] for m in verifier.METHODS},
-                                              "unscored_chains": unscored})
+                                              "unscored_chains": unscored, **generated})
 
     return run
 

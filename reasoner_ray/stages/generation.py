@@ -7,6 +7,8 @@ instruction; evaluation decodes greedily once per style (CoT, direct).
 Output rows: question id, style, sample index, temperature, text, finish reason, token counts, plus the gold
 answer fields the reward stage needs; with `plan.logprobs` also the sampled token ids and their log-probs
 (the DPO reference log-probs when the sampling model is the reference, reasoner_ray/train/reference.py).
+One pass may serve several plans (a round's evaluation and the next round's rollouts of the same model, on one
+set of engines): each question row then names its plan in a `task` column, which the output rows keep.
 A killed actor is restarted by Ray Data and its batch retried, so the stage still completes; the engine is
 shut down in `__del__`, which Ray Data calls on graceful actor exit.
 """
@@ -26,6 +28,7 @@ OUTPUT_COLUMNS = (
     "completion_tokens", "round", "answer", "answer_type", "choices", "tags",
 )
 SAMPLED_COLUMNS = ("token_ids", "token_logprobs")
+TASK_COLUMN = "task"
 
 
 @dataclass(frozen=True)
@@ -59,29 +62,42 @@ class GenerationActor:
     the engine to its cores, and a forward pass from another thread gets a fresh, unbound OpenMP team.
     """
 
-    def __init__(self, settings, plan: GenerationPlan, num_engines: int = 1):
+    def __init__(self, settings, plans: dict[str, GenerationPlan], num_engines: int = 1):
         from concurrent.futures import ThreadPoolExecutor
 
         from reasoner_ray.engines.vllm_generator import VLLMGenerator
 
         if settings.cpu_cores == 0:  # not set: share this node's cores evenly between the stage's engines
             settings = replace(settings, cpu_cores=max(1, len(os.sched_getaffinity(0)) // num_engines))
-        self.plan = plan
+        self.plans = plans
         self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-engine")
         self.generator = self._engine_thread.submit(VLLMGenerator, settings).result()
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+    def __call__(self, batch: dict[str, Any]) -> "pa.Table":
         return self._engine_thread.submit(self._generate, batch).result()
 
-    def _generate(self, batch: dict[str, Any]) -> dict[str, list]:
+    def _generate(self, batch: dict[str, Any]) -> "pa.Table":
         rows = [VQARow.model_validate_json(j) for j in batch["row"]]
-        out: dict[str, list] = {c: [] for c in OUTPUT_COLUMNS + (SAMPLED_COLUMNS if self.plan.logprobs else ())}
+        tasks = list(batch[TASK_COLUMN]) if len(self.plans) > 1 else [next(iter(self.plans))] * len(rows)
+        sampled = any(plan.logprobs for plan in self.plans.values())
+        out: dict[str, list] = {c: [] for c in OUTPUT_COLUMNS + (SAMPLED_COLUMNS if sampled else ())}
+        for task, plan in self.plans.items():
+            mine = [row for row, t in zip(rows, tasks) if t == task]
+            if not mine:
+                continue
+            before = len(out["text"])
+            self._generate_plan(plan, mine, out)
+            if len(self.plans) > 1:
+                out.setdefault(TASK_COLUMN, []).extend([task] * (len(out["text"]) - before))
+        return _table(out)
+
+    def _generate_plan(self, plan: GenerationPlan, rows: list[VQARow], out: dict[str, list]) -> None:
         offset = 0  # sample indices run on across passes, so (question, sample_index) is unique
-        for style, temperature, n in self.plan.passes:
-            seed = None if temperature == 0 else self.plan.seed * 1000 + self.plan.round
-            results = self.generator.generate(rows, style, n=n, temperature=temperature,
-                                              max_tokens=self.plan.max_tokens, top_p=self.plan.top_p, seed=seed,
-                                              ignore_eos=self.plan.ignore_eos, logprobs=self.plan.logprobs)
+        for style, temperature, n in plan.passes:
+            seed = None if temperature == 0 else plan.seed * 1000 + plan.round
+            results = self.generator.generate(rows, style, n=n, temperature=temperature, max_tokens=plan.max_tokens,
+                                              top_p=plan.top_p, seed=seed, ignore_eos=plan.ignore_eos,
+                                              logprobs=plan.logprobs)
             for row, samples in zip(rows, results):
                 for i, s in enumerate(samples):
                     out["question_id"].append(row.id)
@@ -92,16 +108,15 @@ class GenerationActor:
                     out["finish_reason"].append(s.finish_reason or "")
                     out["prompt_tokens"].append(s.prompt_tokens)
                     out["completion_tokens"].append(s.completion_tokens)
-                    out["round"].append(self.plan.round)
+                    out["round"].append(plan.round)
                     out["answer"].append(row.answers)
                     out["answer_type"].append(row.answer_type)
                     out["choices"].append(row.choices or [])
-                    out["tags"].append(json.dumps(row.tags))  # a string: an all-empty list block has no Arrow type
-                    if self.plan.logprobs:
-                        out["token_ids"].append(list(s.token_ids))
-                        out["token_logprobs"].append(list(s.token_logprobs or ()))
+                    out["tags"].append(json.dumps(row.tags))  # JSON text: its readers json.loads it
+                    if "token_ids" in out:  # empty for a plan without log-probs sharing the pass with one that has
+                        out["token_ids"].append(list(s.token_ids) if plan.logprobs else [])
+                        out["token_logprobs"].append(list(s.token_logprobs or ()) if plan.logprobs else [])
             offset += n
-        return out
 
     def __del__(self) -> None:
         generator = getattr(self, "generator", None)
@@ -109,9 +124,22 @@ class GenerationActor:
             generator.close()
 
 
-def generate_dataset(questions, settings, plan: GenerationPlan, num_engines: int, batch_size: int,
+def _table(out: dict[str, list]):
+    """The output rows with fixed column types: a batch whose lists are all empty (a greedy plan's token ids, say)
+    would otherwise get Arrow's null type, and files of one folder would disagree."""
+    import pyarrow as pa
+
+    int64, float64, strings = pa.int64(), pa.float64(), pa.list_(pa.string())
+    types = {"sample_index": int64, "prompt_tokens": int64, "completion_tokens": int64, "round": int64,
+             "temperature": float64, "answer": strings, "choices": strings, "token_ids": pa.list_(int64),
+             "token_logprobs": pa.list_(float64)}
+    return pa.Table.from_pydict(out, schema=pa.schema([(c, types.get(c, pa.string())) for c in out]))
+
+
+def generate_dataset(questions, settings, plans: dict[str, GenerationPlan], num_engines: int, batch_size: int,
                      gpus_per_engine: float = 0.0):
-    """questions: a Ray Dataset with a `row` column (VQARow JSON). Returns the lazily generated dataset."""
+    """questions: a Ray Dataset with a `row` column (VQARow JSON) and, with more than one plan, a `task` column
+    naming each row's plan. Returns the lazily generated dataset."""
     # One block per batch, split before any engine holds a CPU: Ray Data hands whole blocks to actors (fewer
     # blocks than engines leaves engines idle), and a repartition task queued behind engines that hold every CPU
     # of the node would never run.
@@ -120,7 +148,7 @@ def generate_dataset(questions, settings, plan: GenerationPlan, num_engines: int
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         return questions.repartition(blocks).materialize().map_batches(
             GenerationActor,
-            fn_constructor_kwargs={"settings": settings, "plan": plan, "num_engines": num_engines},
+            fn_constructor_kwargs={"settings": settings, "plans": plans, "num_engines": num_engines},
             batch_size=batch_size,
             batch_format="numpy",
             concurrency=num_engines,

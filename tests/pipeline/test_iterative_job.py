@@ -92,6 +92,13 @@ def test_job_submit_runs_the_whole_pipeline(submitted_run):
     assert list(counts) == expected
     assert counts["distill"] == (1000, 1000)  # the stand-in teacher answers right unless told otherwise
     assert counts["r1/rollouts"] == (24, 24 * 4) and counts["r1/rewards"] == (96, 96)
+    # Round 1's rollouts came from the SFT evaluation's engines and round 1's verifier samples from round 1's
+    # evaluation's, each in the same pass (rollout.reuse_eval_engines).
+    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    assert stages["eval_sft"]["extra"]["also_generated"] == ["r1/rollouts"]
+    assert stages["r1/rollouts"]["extra"]["generated_in"] == "eval_sft"
+    assert stages["r1/eval"]["extra"]["also_generated"] == ["r1/verify"]
+    assert stages["r1/verify"]["extra"]["generated_in"] == "r1/eval"
     assert counts["r1/pairs"][1] > 0, "SFT should learn enough for some pairs"
     assert counts["r1/reference"][1] == counts["r1/pairs"][1] == counts["r1/dpo"][0]
     # The pairs carry what the SFT model sampled; the reference (that same model) is taken from it where the text

@@ -62,3 +62,59 @@ def test_rollouts_complete_despite_killed_actor(tmp_path, tiny_qwen2_vl, ray_loc
     assert {(r["sample_index"] // 2, r["temperature"]) for r in table} == {(0, 1.0), (1, 1.2)}
     row = table[0]
     assert row["style"] == "cot" and row["round"] == 1 and row["completion_tokens"] >= 1 and row["answer"]
+
+
+def _samples(folder):
+    rows = pads.dataset(str(folder), format="parquet").to_table().to_pylist()
+    return {(r["question_id"], r["sample_index"]): r for r in rows}
+
+
+def test_evaluation_pass_generates_the_next_rounds_rollouts(tmp_path, tiny_qwen2_vl, ray_local):
+    """The SFT evaluation's engines also generate round 1's rollouts (one pass, one engine start): the rollouts
+    stage adopts them, and they are the samples a rollouts stage of its own gives (per-question seeds). Rollouts
+    prefetched for other settings are not adopted."""
+    from reasoner_ray.pipeline.generation_stages import Prefetch, eval_stage, rollout_plan, rollout_source
+
+    def next_rollouts(config, runner):
+        stage = "r1/rollouts"
+        return [Prefetch(stage, runner.run_dir.work(stage), tiny_qwen2_vl, rollout_source(config),
+                         rollout_plan(config, 1))]
+
+    def config_at(run):
+        return build_config({
+            "run": {"dir": str(tmp_path / run)},
+            "data": {"train": {"format": "easy_vqa", "split": "train", "limit": 6},
+                     "eval": {"format": "easy_vqa", "split": "test", "limit": 5}},
+            "rollout": {"samples_per_temperature": 2, "temperatures": [1.0], "max_tokens": 8, "batch_size": 4,
+                        "max_model_len": 512, "kv_cache_gib": 1},
+            "eval": {"max_tokens": 8},
+        })
+
+    config = config_at("shared")
+    runner = StageRunner(config)
+    ev = runner.run("eval_sft", eval_stage(config, tiny_qwen2_vl, 0, next_rollouts(config, runner)))
+    assert ev.inputs == 5 and ev.outputs == 10 and ev.extra["also_generated"] == ["r1/rollouts"]
+    evaluated = _samples(runner.run_dir.output("eval_sft") / "generated")
+    assert len(evaluated) == 10 and {r["style"] for r in evaluated.values()} == {"cot", "direct"}
+    assert all(r["round"] == 0 and r["token_ids"] == [] for r in evaluated.values())  # greedy: no log-probs kept
+    rec = runner.run("r1/rollouts", rollouts_stage(config, tiny_qwen2_vl, 1))
+    assert rec.extra["generated_in"] == "eval_sft" and (rec.inputs, rec.outputs) == (6, 12)
+    assert not (runner.run_dir.work("r1/rollouts") / "prefetched").exists()
+    shared = _samples(runner.run_dir.output("r1/rollouts"))
+    assert all(r["round"] == 1 and "task" not in r and r["token_ids"] for r in shared.values())
+
+    alone_config = config_at("alone")
+    alone_runner = StageRunner(alone_config)
+    alone = alone_runner.run("r1/rollouts", rollouts_stage(alone_config, tiny_qwen2_vl, 1))
+    assert "generated_in" not in alone.extra
+    separate = _samples(alone_runner.run_dir.output("r1/rollouts"))
+    assert separate.keys() == shared.keys()
+    assert [shared[k]["text"] for k in sorted(shared)] == [separate[k]["text"] for k in sorted(separate)]
+
+    # Prefetched under other settings (another top_p): generated anew, with a warning, not adopted.
+    stale = config_at("stale")
+    stale_runner = StageRunner(stale)
+    stale_runner.run("eval_sft", eval_stage(stale, tiny_qwen2_vl, 0, next_rollouts(stale, stale_runner)))
+    changed = stale.model_copy(update={"rollout": stale.rollout.model_copy(update={"top_p": 0.9})})
+    rec = stale_runner.run("r1/rollouts", rollouts_stage(changed, tiny_qwen2_vl, 1))
+    assert "generated_in" not in rec.extra and (rec.inputs, rec.outputs) == (6, 12)
