@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,7 +60,8 @@ class Prefetch:
         return self.work / PREFETCHED
 
     def key(self) -> dict:
-        """What decides the replies: a prefetched set is adopted only when all of it is the same."""
+        """What decides the replies: a prefetched set is adopted only when all of it is the same. (Through JSON so
+        that it compares equal to a record read back: tuples become lists.)"""
         return json.loads(json.dumps({"model": str(self.model), "plan": asdict(self.plan),
                                       "questions": self.source.model_dump(mode="json")}))
 
@@ -183,7 +185,7 @@ def _rows_by_id(config: Config, ids: set[str]) -> dict[str, VQARow]:
     return {rec["id"]: row_from_record(rec) for rec in questions_of(rollout_source(config)).iter_rows() if rec["id"] in ids}
 
 
-def eval_stage(config: Config, model_path: str, round_index: int, prefetch: list[Prefetch] = ()) -> StageFn:
+def eval_stage(config: Config, model_path: str, round_index: int, prefetch: Sequence[Prefetch] = ()) -> StageFn:
     """Greedy CoT and direct accuracy of `model_path` on data.eval (pipeline/evaluation.py, shared with
     jobs/evaluate.py); the manifest entry carries each style's accuracy and the whole summary.
     `prefetch`: later stages' generation from the same model, done in the same pass."""
