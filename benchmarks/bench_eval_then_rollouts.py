@@ -85,5 +85,6 @@ def main() -> None:
     print(f"mean: separate {sep:.1f} s, one pass {shared:.1f} s; one pass saves {sep - shared:.1f} s "
           f"({100 * (sep - shared) / sep:.0f}%): {sep / shared:.2f}x")
 
+
 if __name__ == "__main__":
     main()

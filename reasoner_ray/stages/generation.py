@@ -7,8 +7,9 @@ instruction; evaluation decodes greedily once per style (CoT, direct).
 Output rows: question id, style, sample index, temperature, text, finish reason, token counts, plus the gold
 answer fields the reward stage needs; with `plan.logprobs` also the sampled token ids and their log-probs
 (the DPO reference log-probs when the sampling model is the reference, reasoner_ray/train/reference.py).
-One pass may serve several plans (a round's evaluation and the next round's rollouts of the same model, on one
-set of engines): each question row then names its plan in a `task` column, which the output rows keep.
+One pass may serve several plans on one set of engines (a round's evaluation, its verifier's chains and the next
+round's rollouts all sample the same model): each question row then names its plan in a `task` column, which the
+output rows keep.
 A killed actor is restarted by Ray Data and its batch retried, so the stage still completes; the engine is
 shut down in `__del__`, which Ray Data calls on graceful actor exit.
 """
