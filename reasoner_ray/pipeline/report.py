@@ -136,7 +136,8 @@ def verifier_table(manifest: Manifest, rounds: int) -> str:
 def report_rows(manifest: Manifest, rounds: int) -> list[dict[str, Any]]:
     rows = [{"round": "sft", "pairs": "-", "cot": _acc(manifest, "eval_sft", "cot"),
              "direct": _acc(manifest, "eval_sft", "direct"), "margin": "-",
-             "seconds": {k: manifest.stages[k].seconds for k in ("distill", "sft", "eval_sft") if k in manifest.stages}}]
+             "seconds": {k: manifest.stages[k].seconds for k in ("distill", "sft", "eval_sft") if k in manifest.stages},
+             "generated_in": {}}]
     for r in range(1, rounds + 1):
         stages = {k.split("/", 1)[1]: v for k, v in manifest.stages.items() if k.startswith(f"r{r}/")}
         if not stages:
@@ -150,6 +151,7 @@ def report_rows(manifest: Manifest, rounds: int) -> list[dict[str, Any]]:
             "direct": _acc(manifest, f"r{r}/eval", "direct"),
             "margin": f"{sum(tail) / len(tail):.3f}" if tail else "-",
             "seconds": {k: v.seconds for k, v in stages.items()},
+            "generated_in": {k: v.extra["generated_in"] for k, v in stages.items() if "generated_in" in v.extra},
         })
     return rows
 
@@ -158,7 +160,10 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| round | pairs | CoT acc. (%) | direct acc. (%) | DPO reward margin | wall time per stage (s) |",
              "|---|---|---|---|---|---|"]
     for row in rows:
-        times = ", ".join(f"{k} {v:.0f}" for k, v in row["seconds"].items())
+        # A stage whose replies an evaluation's pass generated took its time there: say where.
+        where = row["generated_in"]
+        times = ", ".join(f"{k} {v:.0f}" + (f" (generated in {where[k]})" if k in where else "")
+                          for k, v in row["seconds"].items())
         lines.append(f"| {row['round']} | {row['pairs']} | {row['cot']} | {row['direct']} | {row['margin']} | {times} |")
     return "\n".join(lines)
 

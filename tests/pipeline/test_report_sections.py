@@ -16,6 +16,7 @@ def manifest(tmp_path):
     m = Manifest()
     summary = {"cot": {"all": acc(0.5), "multi_step": acc(0.4, n=60)}, "direct": {"all": acc(0.3), "multi_step": acc(0.1, n=60)}}
     m.record("eval_sft", 100, 200, 1.0, cot=acc(0.5), direct=acc(0.3), summary=summary)
+    m.record("r1/rollouts", 100, 800, 0.0, generated_in="eval_sft")
     m.record("r1/pairs", 800, 120, 1.0)
     metrics = tmp_path / "dpo.jsonl"
     metrics.write_text("".join(json.dumps({"step": s, "rewards/chosen": 0.1 * s, "rewards/rejected": -0.1 * s,
@@ -49,6 +50,7 @@ def test_group_dpo_and_verifier_tables(tmp_path):
     path = write_report(m, 1, tmp_path / "report", "t")
     text = path.read_text()
     assert "## Accuracy by group" in text and "## The DPO model as a verifier" in text
+    assert "rollouts 0 (generated in eval_sft), pairs 1," in text  # the time went to the SFT evaluation's pass
 
 
 def test_ablation_configs_and_table(tmp_path):
