@@ -7,15 +7,16 @@ at the same lr), so peak RSS is per variant. Both training loops run in-process 
 no DeepSpeed) for a like-for-like comparison of the DPO computation itself. Variants:
     trl            TRL DPOTrainer, live reference model (what TRL does for vision data)
     ours_full      precomputed reference log-probs (the pass is timed), one sequence per response
-    ours_shared    precomputed reference log-probs, image + prompt run once per pair (KV cache shared)
-    ours_sampled   as ours_shared, with the reference log-probs the rollout engine returned for the chains the
+    ours_shared    precomputed reference log-probs, image + prompt run once per pair (KV cache shared), padded
+    ours_sampled   (the defaults) as ours_shared, with the reference log-probs the rollout engine returned for the chains the
                    reference sampled (dpo.reuse_sampled_logps): no pass; its reference cost is what returning
                    them adds to sampling, measured with the stage's vLLM engine (VLLMGenerator) generating two
                    chains of the pairs' mean length per question with and without log-probs (best of two each)
-pairs/s counts the 256 pairs over the wall time of training, plus (ours) the reference cost. The three "ours"
-variants train on TRL's tokens (the whole rendered turn) except ours_sampled, whose completions end at the
-end-of-turn token the engine samples (one token fewer per response on Qwen: the template's newline).
-The fixed pairs' text is not what the random benchmark model samples, so ours_sampled takes the numbers from an
+    ours_packed    as ours_sampled with the prompts and responses packed without pads (dpo.pack_pairs=true)
+pairs/s counts the 256 pairs over the wall time of training, plus (ours) the reference cost. The "ours"
+variants train on TRL's tokens (the whole rendered turn) except ours_sampled and ours_packed, whose completions
+end at the end-of-turn token the engine samples (one token fewer per response on Qwen: the template's newline).
+The fixed pairs' text is not what the random benchmark model samples, so those two take the numbers from an
 untimed pass; tests/train/test_sampled_reference.py checks that sampled and computed sums agree (1e-4).
 """
 
@@ -95,23 +96,27 @@ def sampling_logprob_cost(model_path, pairs) -> dict:
             "logprob_cost_seconds": max(0.0, with_logprobs - plain)}
 
 
-def run_ours(model_path, pairs, batch, lr, share_prompt, reference="pass"):
+# variant -> (config overrides, reference log-probs from sampling)
+OURS = {"ours_full": (["dpo.share_prompt=false"], False), "ours_shared": ([], False),
+        "ours_sampled": ([], True), "ours_packed": (["dpo.pack_pairs=true"], True)}
+
+
+def run_ours(model_path, pairs, batch, lr, overrides, sampled):
     import torch
 
     from reasoner_ray.core.config import build_config
     from reasoner_ray.models.loading import load_model_and_processor
     from reasoner_ray.train.data import preference_examples
     from reasoner_ray.train.reference import reference_logps
-    from reasoner_ray.train.steps import STAGES
+    from reasoner_ray.train.steps import STAGES, dpo_pair_layout
 
-    sampled = reference == "sampled"
-    config = build_config({}, ["dpo.beta=0.1", f"dpo.share_prompt={share_prompt}", "train.max_length=1024",
-                               f"dpo.reuse_sampled_logps={sampled}"])
+    config = build_config({}, ["dpo.beta=0.1", "train.max_length=1024", f"dpo.reuse_sampled_logps={sampled}",
+                               *overrides])
     model, processor = load_model_and_processor(model_path)
     encoder = STAGES["dpo"].encoder(processor, config)
     examples = preference_examples(pairs)
     start = time.perf_counter()
-    logps = reference_logps(model, encoder, examples, 16, config.train.max_length, share_prompt)
+    logps = reference_logps(model, encoder, examples, 16, config.train.max_length, dpo_pair_layout(config, model))
     ref_seconds = time.perf_counter() - start
     if sampled:  # the rollout engine returned these: their cost is measured in sampling_logprob_cost
         start, ref_seconds = time.perf_counter(), 0.0
@@ -143,8 +148,7 @@ def _variant(name, args, queue):
         queue.put(out)
         return
     else:
-        out = run_ours(model_path, pairs, args.batch, lr, share_prompt=name != "ours_full",
-                       reference="sampled" if name == "ours_sampled" else "pass")
+        out = run_ours(model_path, pairs, args.batch, lr, *OURS[name])
     params = sum(p.numel() for p in __import__("reasoner_ray.models.loading", fromlist=["x"]).load_model_and_processor(model_path)[0].parameters())
     out.update(variant=name, pairs=args.pairs, pairs_per_s=args.pairs / out["seconds"], params=params,
                peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
@@ -156,14 +160,14 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", default="trl,ours_full,ours_shared,ours_sampled")
+    parser.add_argument("--variants", default="trl,ours_full,ours_shared,ours_sampled,ours_packed")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     build_inputs(args.pairs)  # build the model once before timing anything
     ctx = mp.get_context("spawn")
     results = {}
     variants = args.variants.split(",")
-    if "ours_sampled" in variants:  # its reference cost: measured first, added to its time
+    if any(OURS[v][1] for v in variants if v in OURS):  # their reference cost: measured first, added to their time
         queue = ctx.Queue()
         proc = ctx.Process(target=_variant, args=("sampling", args, queue))
         proc.start()
@@ -179,7 +183,7 @@ def main(argv=None) -> int:
         results[name] = queue.get()
         proc.join()
         r = results[name]
-        if name == "ours_sampled":
+        if name in OURS and OURS[name][1]:
             r["reference_pass_seconds"] = cost["logprob_cost_seconds"]
             r["seconds"] += cost["logprob_cost_seconds"]
             r["pairs_per_s"] = args.pairs / r["seconds"]
@@ -192,7 +196,7 @@ def main(argv=None) -> int:
         for name in results:
             if name != "trl":
                 print(f"ratio {name} / trl: {results[name]['pairs_per_s'] / results['trl']['pairs_per_s']:.2f}x")
-    if "ours_sampled" in variants:
+    if any(OURS[v][1] for v in variants if v in OURS):
         results["sampling"] = cost
     print(json.dumps(results))
     return 0

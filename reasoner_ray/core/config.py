@@ -211,7 +211,10 @@ class DPOConfig(_Section):
     reference: Literal["sft", "previous"] = "sft"  # paper: the frozen SFT model
     freeze_vision: bool = True
     freeze_projector: bool = True
-    share_prompt: bool = True  # image + prompt once per pair (KV cache), not per response; see steps.dpo_shares_prompt
+    share_prompt: bool = True  # image + prompt once per pair (KV cache), not per response; see steps.dpo_pair_layout
+    # With share_prompt: a micro-batch's prompts in one row, its responses in another, no pads. Off: it did not
+    # pay reliably here (benchmarks/bench_dpo_packing.py: 0.91x and 1.03x the padded time in two runs).
+    pack_pairs: bool = False
     ref_batch_size: int = 16  # pairs per forward in the reference log-prob pass
     # Rollouts keep each sampled token's log-prob; where the reference model sampled a chain, those are its
     # reference log-probs (no reference pass for that pair). Completions then end at the end-of-turn token the

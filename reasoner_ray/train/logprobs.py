@@ -1,17 +1,25 @@
-"""Per-sequence log-probs of completions, and the two ways to get them for preference pairs.
+"""Per-sequence log-probs of completions, and the three layouts that compute them for preference pairs.
 
 `sequence_logps` is the pure piece: sum over masked positions of log softmax(logits)[target].
 
-For a pair, both responses share the image and the prompt. `pair_logps(..., share_prompt=True)` runs the
-prompt (with its image) once per pair, keeps its KV cache, repeats the cache for the two responses and runs only
-the response tokens on top of it; gradients flow through the cache into the prompt pass. `share_prompt=False`
-runs prompt+response as one sequence per response (TRL's layout). Both give the same numbers up to float
-rounding. The shared mode needs the KV cache, so it is off under gradient checkpointing. Both ask the model for
-logits only at positions that predict a response token (`logits_to_keep`): the LM head over a 150K vocabulary
-on every image and prompt token is work whose result was thrown away.
+For a pair, both responses share the image and the prompt (`pair_logps(..., layout)`, PAIR_LAYOUTS):
+    full    prompt + response as one right-padded row per response (TRL's layout)
+    shared  the prompts (with their images) once per pair as right-padded rows, their KV cache repeated for the
+            two responses, then only the response tokens on top of it
+    packed  as shared without a pad token: the micro-batch's prompts as one row under a block-diagonal causal
+            mask, then its responses as one row over that cache whose mask lets each response see its own
+            prompt and its own earlier tokens
+All three give the same numbers up to float rounding; gradients flow through the cache into the prompt pass.
+shared and packed need the KV cache, so they are off under gradient checkpointing. The packed masks are dense
+(no variable-length attention kernel on CPU): each layer's attention spans the whole row, which cost back what
+the pads saved here (benchmarks/bench_dpo_packing.py), so `dpo.pack_pairs` is off by default. Every layout
+asks the model
+for logits only at positions that predict a response token (`logits_to_keep`): the LM head over a 150K
+vocabulary on every image and prompt token is work whose result was thrown away.
 
-Positions are explicit in the shared mode (prompts are right-padded, so the response rows have padding holes):
-a registry maps the model type to its position-id builder (Qwen2-VL's M-RoPE index, else a running count).
+Positions are explicit in shared and packed (holes after right-padded prompts; sequences restart in a pack),
+from each response's full row: a registry maps the model type to its position-id builder (Qwen2-VL's M-RoPE
+index, else a running count).
 """
 
 from __future__ import annotations
@@ -87,19 +95,29 @@ def _full_pair_logps(model, batch: dict[str, Any], pad_id: int):
     return logps.chunk(2)
 
 
+def _pair_positions(model, batch: dict[str, Any]):
+    """Positions of every response's full row [right-padded prompt, response] (2B, P + C), and the prompt's
+    extra processor outputs; the prompt pass takes the chosen rows' prefix."""
+    import torch
+
+    prompt, comp_ids, comp_mask = batch["prompt"], batch["completion_ids"], batch["completion_mask"]
+    p_ids, p_mask = prompt["input_ids"], prompt["attention_mask"]
+    extras = {k: v for k, v in prompt.items() if k not in ("input_ids", "attention_mask")}
+    full_ids = torch.cat([p_ids.repeat_interleave(2, 0), comp_ids], 1)
+    full_mask = torch.cat([p_mask.repeat_interleave(2, 0), comp_mask], 1)
+    full_extras = {k: (torch.cat([v.repeat_interleave(2, 0), torch.zeros_like(comp_ids)], 1) if is_per_token(k, v, p_ids)
+                       else v.repeat_interleave(2, 0)) for k, v in extras.items() if k != "pixel_values"}
+    positions = position_builder(unwrap(model))(unwrap(model), full_ids, full_mask, full_extras)
+    return positions, extras, full_mask
+
+
 def _shared_pair_logps(model, batch: dict[str, Any], pad_id: int):
     import torch
 
     prompt, comp_ids, comp_mask = batch["prompt"], batch["completion_ids"], batch["completion_mask"]
     p_ids, p_mask = prompt["input_ids"], prompt["attention_mask"]
     width = p_ids.shape[1]
-    extras = {k: v for k, v in prompt.items() if k not in ("input_ids", "attention_mask")}
-    # Positions of the full (2B, P + C) rows, computed once; the prompt pass takes the chosen rows' prefix.
-    full_ids = torch.cat([p_ids.repeat_interleave(2, 0), comp_ids], 1)
-    full_mask = torch.cat([p_mask.repeat_interleave(2, 0), comp_mask], 1)
-    full_extras = {k: (torch.cat([v.repeat_interleave(2, 0), torch.zeros_like(comp_ids)], 1) if is_per_token(k, v, p_ids)
-                       else v.repeat_interleave(2, 0)) for k, v in extras.items() if k != "pixel_values"}
-    positions = position_builder(unwrap(model))(unwrap(model), full_ids, full_mask, full_extras)
+    positions, extras, full_mask = _pair_positions(model, batch)
     last = p_mask.sum(1) - 1
     # The LM head runs only on the prompts' last positions (each row's last real token predicts its first
     # response token); the other prompt positions' logits would be thrown away.
@@ -116,6 +134,44 @@ def _shared_pair_logps(model, batch: dict[str, Any], pad_id: int):
     return logps[0::2], logps[1::2]
 
 
-def pair_logps(model, batch: dict[str, Any], pad_id: int, share_prompt: bool = True):
-    """(chosen_logps, rejected_logps), each (B,), for a batch from `collate_pairs`."""
-    return (_shared_pair_logps if share_prompt else _full_pair_logps)(model, batch, pad_id)
+def _packed_pair_logps(model, batch: dict[str, Any], pad_id: int):
+    import torch
+
+    prompt, comp_ids, comp_mask = batch["prompt"], batch["completion_ids"], batch["completion_mask"]
+    p_ids, p_mask = prompt["input_ids"], prompt["attention_mask"]
+    width, n_pairs = p_ids.shape[1], p_ids.shape[0]
+    positions, extras, _ = _pair_positions(model, batch)
+    p_len, c_len = p_mask.sum(1), comp_mask.sum(1)
+    p_real, c_real = p_mask.bool(), comp_mask.bool()
+    # One row of every prompt's real tokens; each token sees the earlier tokens of its own prompt only.
+    p_seq = torch.repeat_interleave(torch.arange(n_pairs, device=p_ids.device), p_len)
+    p_causal = torch.ones(len(p_seq), len(p_seq), dtype=torch.bool, device=p_ids.device).tril()
+    packed_extras = {k: v[p_real][None] if is_per_token(k, v, p_ids) else v for k, v in extras.items()}
+    prompt_out = model(input_ids=p_ids[p_real][None], attention_mask=((p_seq[:, None] == p_seq[None]) & p_causal)[None, None],
+                       position_ids=positions[..., 0::2, :width][..., p_real][..., None, :], use_cache=True,
+                       logits_to_keep=p_len.cumsum(0) - 1, **packed_extras)
+    # One row of every response's tokens over that cache: each sees its own prompt and its own earlier tokens.
+    c_seq = torch.repeat_interleave(torch.arange(2 * n_pairs, device=p_ids.device), c_len)
+    c_causal = torch.ones(len(c_seq), len(c_seq), dtype=torch.bool, device=p_ids.device).tril()
+    sees = torch.cat([(c_seq[:, None] // 2) == p_seq[None], (c_seq[:, None] == c_seq[None]) & c_causal], 1)
+    tokens = comp_ids[c_real]
+    comp_out = model(input_ids=tokens[None], attention_mask=sees[None, None],
+                     position_ids=positions[..., width:][..., c_real][..., None, :],
+                     past_key_values=prompt_out.past_key_values, use_cache=True)
+    # A response's first token is predicted by its prompt's last position, every other one by the token before.
+    starts = torch.cat([c_len.new_zeros(1), c_len.cumsum(0)[:-1]])
+    first = torch.log_softmax(prompt_out.logits[0].float(), -1)[c_seq[starts] // 2, tokens[starts]]
+    inner = torch.ones_like(tokens, dtype=torch.bool)
+    inner[starts] = False
+    rest = torch.log_softmax(comp_out.logits[0, :-1].float(), -1).gather(-1, tokens[1:, None]).squeeze(-1)
+    logps = first.index_add(0, c_seq[inner], rest[inner[1:]])
+    return logps[0::2], logps[1::2]
+
+
+PAIR_LAYOUTS: dict[str, Callable[[Any, dict[str, Any], int], Any]] = {
+    "full": _full_pair_logps, "shared": _shared_pair_logps, "packed": _packed_pair_logps}
+
+
+def pair_logps(model, batch: dict[str, Any], pad_id: int, layout: str):
+    """(chosen_logps, rejected_logps), each (B,), for a batch from `collate_pairs`; `layout` a PAIR_LAYOUTS key."""
+    return PAIR_LAYOUTS[layout](model, batch, pad_id)

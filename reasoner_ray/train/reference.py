@@ -2,7 +2,7 @@
 
 DPO then holds no reference model: `ref_chosen_logp` / `ref_rejected_logp` of each PreferenceRow are the summed
 token log-probs of each response under the reference, with the same chat template, truncation, dtype and prompt
-sharing (`steps.dpo_shares_prompt`) as the policy in training, so z = 0 on equal weights. The pairs are split
+layout (`steps.dpo_pair_layout`) as the policy in training, so z = 0 on equal weights. The pairs are split
 into `train.num_workers` shards scored by Ray tasks, each on one GPU when `train.use_gpu` (the model and the
 batches on that GPU), else on its share of the node's CPU cores; the driver only filters and merges.
 A reference folder holding a LoRA adapter (peft: `adapter_config.json`) is scored as the policy with the
@@ -57,7 +57,7 @@ def load_reference(path: str, dtype: str = "auto"):
     return model, processor, contextlib.nullcontext
 
 
-def reference_logps(model, encoder, examples: list[dict], batch_size: int, max_length: int, share_prompt: bool):
+def reference_logps(model, encoder, examples: list[dict], batch_size: int, max_length: int, layout: str):
     """[(chosen_logp, rejected_logp)] per example, no gradients, on the model's device."""
     import torch
 
@@ -71,7 +71,7 @@ def reference_logps(model, encoder, examples: list[dict], batch_size: int, max_l
         for start in range(0, len(examples), batch_size):
             batch = collate_pairs(encoder, examples[start:start + batch_size], max_length)
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            chosen, rejected = pair_logps(model, batch, encoder.pad_id, share_prompt=share_prompt)
+            chosen, rejected = pair_logps(model, batch, encoder.pad_id, layout)
             out += list(zip(chosen.float().cpu().tolist(), rejected.float().cpu().tolist()))
     return out
 
@@ -81,7 +81,7 @@ def score_shard(config_tree: dict, ref_model_path: str, examples: list[dict], th
     import torch
     from transformers.utils import logging as hf_logging
 
-    from reasoner_ray.train.steps import dpo_shares_prompt, pair_encoder
+    from reasoner_ray.train.steps import dpo_pair_layout, pair_encoder
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per task on the job's console says nothing
     config = Config.model_validate(config_tree)
@@ -92,7 +92,7 @@ def score_shard(config_tree: dict, ref_model_path: str, examples: list[dict], th
         model.to(torch.device("cuda", torch.cuda.current_device()))
     with reference_mode():
         return reference_logps(model, pair_encoder(processor, config), examples, config.dpo.ref_batch_size,
-                               config.train.max_length, dpo_shares_prompt(config, model))
+                               config.train.max_length, dpo_pair_layout(config, model))
 
 
 def _sharded_logps(config: Config, ref_model_path: str, examples: list[dict]) -> list[tuple[float, float]]:
@@ -169,7 +169,7 @@ def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str
 def response_logps(model, encoder, items: list[tuple[dict, str]], max_length: int,
                    batch_size: int = 32) -> list[tuple[float, int]]:
     """(summed log-prob, token count) of each (prompt example, response), no gradients; the full-sequence path
-    of `pair_logps(share_prompt=False)`, response cut at `max_length` as in training."""
+    of `pair_logps(layout="full")`, response cut at `max_length` as in training."""
     import torch
 
     from reasoner_ray.train.collate import concat_sequences

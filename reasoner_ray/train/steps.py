@@ -3,7 +3,7 @@
 SFT: the token NLL of the assistant tokens, normalised by the step's global count of target tokens
 (`losses.sft_loss` with `token_share`), so every target token of a step weighs the same whichever micro-batch
 or rank it is in.
-DPO: policy log-probs of both responses (prompt once per pair when `dpo.share_prompt`), the reference
+DPO: policy log-probs of both responses (prompt once per pair when `dpo.share_prompt`, packed when `dpo.pack_pairs`), the reference
 log-probs stored in the rows, and the configured loss from `losses.DPO_LOSSES`.
 """
 
@@ -52,12 +52,13 @@ def has_sliding_window(hf_config) -> bool:
     return "sliding_attention" in layer_types if layer_types else bool(getattr(text, "use_sliding_window", False))
 
 
-def dpo_shares_prompt(config, model) -> bool:
-    """Whether the DPO log-probs run the prompt once per pair (a KV cache, which gradient checkpointing does not
-    keep, and which sliding-window layers cannot use). The policy and the reference pass both ask here, so they
-    take the same numeric path: z = 0 on equal weights."""
-    return (config.dpo.share_prompt and not config.train.gradient_checkpointing
-            and not has_sliding_window(unwrap(model).config))
+def dpo_pair_layout(config, model) -> str:
+    """The `logprobs.PAIR_LAYOUTS` entry for DPO: the prompt once per pair (shared or packed) needs a KV cache,
+    which gradient checkpointing does not keep and sliding-window layers cannot use. The policy and the reference
+    pass both ask here, so they take the same numeric path: z = 0 on equal weights."""
+    shares = (config.dpo.share_prompt and not config.train.gradient_checkpointing
+              and not has_sliding_window(unwrap(model).config))
+    return ("packed" if config.dpo.pack_pairs else "shared") if shares else "full"
 
 
 def _sft_loss(model, batch, encoder, config, token_share=None):
@@ -70,7 +71,7 @@ def _sft_loss(model, batch, encoder, config, token_share=None):
 def _dpo_loss(model, batch, encoder, config, token_share=None):
     if "ref_chosen_logps" not in batch:
         raise ValueError("DPO batch has no reference log-probs: run compute_reference_logps first")
-    chosen, rejected = pair_logps(model, batch, encoder.pad_id, share_prompt=dpo_shares_prompt(config, model))
+    chosen, rejected = pair_logps(model, batch, encoder.pad_id, dpo_pair_layout(config, model))
     tokens = batch["completion_mask"].sum(1).to(chosen.dtype)
     logps = PairLogps(chosen, rejected, batch["ref_chosen_logps"].to(chosen.dtype),
                       batch["ref_rejected_logps"].to(chosen.dtype), tokens[0::2], tokens[1::2])

@@ -50,21 +50,45 @@ def test_prompt_too_long_is_filtered_and_counted(model_and_encoder):
     assert [e["id"] for e in kept] == ["q0:cot"] and counts["prompt_too_long"] == 1
 
 
-def test_shared_prompt_equals_full_sequences(model_and_encoder):
+def test_shared_and_packed_prompts_equal_full_sequences(model_and_encoder):
     from conftest import make_pairs
     from reasoner_ray.core.config import build_config
-    from reasoner_ray.train.steps import dpo_shares_prompt, has_sliding_window
+    from reasoner_ray.train.steps import dpo_pair_layout, has_sliding_window
 
     model, encoder = model_and_encoder
     if has_sliding_window(model.config):  # Gemma 3: DPO and the reference pass run full sequences instead
-        assert not dpo_shares_prompt(build_config({}, []), model)
+        assert dpo_pair_layout(build_config({}, []), model) == "full"
         return
+    # Responses of different lengths (make_pairs' rejected ones differ), so the padded layouts have pads.
     batch = collate_pairs(encoder, preference_examples(make_pairs(3)), max_length=512)
+    assert int(batch["completion_mask"].sum()) < batch["completion_mask"].numel()
     with torch.no_grad():
-        shared = pair_logps(model, batch, encoder.pad_id, share_prompt=True)
-        full = pair_logps(model, batch, encoder.pad_id, share_prompt=False)
-    for a, b in zip(shared, full):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
+        full = pair_logps(model, batch, encoder.pad_id, "full")
+        for layout in ("shared", "packed"):
+            got = pair_logps(model, batch, encoder.pad_id, layout)
+            for a, b in zip(got, full):
+                torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5, msg=lambda m: f"{layout}: {m}")
+
+
+def test_packed_gradients_equal_full_sequences(model_and_encoder):
+    """Gradients reach every weight through the packed rows (the prompt pass's cache included) as through TRL's."""
+    from conftest import make_pairs
+    from reasoner_ray.train.steps import has_sliding_window
+
+    model, encoder = model_and_encoder
+    if has_sliding_window(model.config):
+        return  # never packed (checked above)
+    batch = collate_pairs(encoder, preference_examples(make_pairs(3)), max_length=512)
+    grads = {}
+    for layout in ("full", "packed"):
+        model.zero_grad(set_to_none=True)
+        chosen, rejected = pair_logps(model, batch, encoder.pad_id, layout)
+        (chosen.sum() - 2 * rejected.sum()).backward()
+        grads[layout] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    assert grads["packed"].keys() == grads["full"].keys() and any("vision" in n or "visual" in n for n in grads["full"])
+    for name, g in grads["full"].items():
+        torch.testing.assert_close(grads["packed"][name], g, atol=1e-4, rtol=1e-3, msg=lambda m: f"{name}: {m}")
 
 
 def test_response_logps_equal_the_pair_path(model_and_encoder):
@@ -77,7 +101,7 @@ def test_response_logps_equal_the_pair_path(model_and_encoder):
     examples = preference_examples(make_pairs(3))  # three questions with different images
     batch = collate_pairs(encoder, examples, max_length=512)
     with torch.no_grad():
-        chosen, rejected = pair_logps(model, batch, encoder.pad_id, share_prompt=False)
+        chosen, rejected = pair_logps(model, batch, encoder.pad_id, "full")
     items = [(ex, ex[key]) for ex in examples for key in ("chosen", "rejected")]
     got = response_logps(model, encoder, items, max_length=512, batch_size=4)  # batches cut across questions
     want = [v for pair in zip(chosen.tolist(), rejected.tolist()) for v in pair]
