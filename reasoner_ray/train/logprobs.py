@@ -13,9 +13,8 @@ All three give the same numbers up to float rounding; gradients flow through the
 shared and packed need the KV cache, so they are off under gradient checkpointing. The packed masks are dense
 (no variable-length attention kernel on CPU): each layer's attention spans the whole row, which cost back what
 the pads saved here (benchmarks/bench_dpo_packing.py), so `dpo.pack_pairs` is off by default. Every layout
-asks the model
-for logits only at positions that predict a response token (`logits_to_keep`): the LM head over a 150K
-vocabulary on every image and prompt token is work whose result was thrown away.
+asks the model for logits only at positions that predict a response token (`logits_to_keep`): the LM head
+over a 150K vocabulary on every image and prompt token is work whose result was thrown away.
 
 Positions are explicit in shared and packed (holes after right-padded prompts; sequences restart in a pack),
 from each response's full row: a registry maps the model type to its position-id builder (Qwen2-VL's M-RoPE
