@@ -3,8 +3,8 @@
 SFT: the token NLL of the assistant tokens, normalised by the step's global count of target tokens
 (`losses.sft_loss` with `token_share`), so every target token of a step weighs the same whichever micro-batch
 or rank it is in.
-DPO: policy log-probs of both responses (prompt once per pair when `dpo.share_prompt`, packed when `dpo.pack_pairs`), the reference
-log-probs stored in the rows, and the configured loss from `losses.DPO_LOSSES`.
+DPO: policy log-probs of both responses (prompt once per pair when `dpo.share_prompt`, packed when
+`dpo.pack_pairs`), the reference log-probs stored in the rows, and the configured loss from `losses.DPO_LOSSES`.
 """
 
 from __future__ import annotations
