@@ -107,6 +107,7 @@ def run_ours(model_path, pairs, batch, lr, overrides, sampled):
     from reasoner_ray.core.config import build_config
     from reasoner_ray.models.loading import load_model_and_processor
     from reasoner_ray.train.data import preference_examples
+    from reasoner_ray.train.model_setup import make_optimizer
     from reasoner_ray.train.reference import reference_logps
     from reasoner_ray.train.steps import STAGES, dpo_pair_layout
 
@@ -123,7 +124,7 @@ def run_ours(model_path, pairs, batch, lr, overrides, sampled):
     for ex, (c, r) in zip(examples, logps):
         ex["ref_chosen_logp"], ex["ref_rejected_logp"] = c, r
     model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    optimizer = make_optimizer(model, lr, None, 0.0)  # the training loop's (fused) AdamW; TRL's default is fused too
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(0)).tolist()
     for s in range(0, len(order), batch):
         chunk = STAGES["dpo"].collate(encoder, [examples[i] for i in order[s:s + batch]], config.train.max_length)

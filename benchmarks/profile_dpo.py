@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from reasoner_ray.models.loading import load_model_and_processor
     from reasoner_ray.train.collate import VLMEncoder, collate_pairs
     from reasoner_ray.train.data import preference_examples
+    from reasoner_ray.train.model_setup import make_optimizer
     from reasoner_ray.train.steps import STAGES
 
     torch.set_num_threads(args.threads)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
           f"prompt tokens, {real / 2 / len(examples):.0f} per response")
 
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-7)
+    optimizer = make_optimizer(model, 1e-7, None, 0.0)  # the training loop's
 
     def step(chunk):
         batch = STAGES["dpo"].collate(encoder, chunk, config.train.max_length)

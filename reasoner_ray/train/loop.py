@@ -1,6 +1,6 @@
 """The Ray Train run shared by SFT and DPO: `train_func` on every worker, `run_training` on the driver.
 
-Worker: DeepSpeed over the process group Ray Train set up (gloo on CPU, nccl on GPU), a torch AdamW handed to
+Worker: DeepSpeed over the process group Ray Train set up (gloo on CPU, nccl on GPU), a fused torch AdamW handed to
 `deepspeed.initialize`, the stage's loss from `steps.STAGES`. Every `train.checkpoint_every_steps` steps (and
 at the end) each rank saves its DeepSpeed shard and calls `ray.train.report(..., checkpoint=...)`; Ray merges
 the shards into one checkpoint. `state.json` in it records the consumed samples, and a restarted worker group
@@ -71,7 +71,7 @@ def train_func(loop_config: dict[str, Any]) -> None:
     from reasoner_ray.core.config import Config
     from reasoner_ray.train.deepspeed_config import deepspeed_config, micro_batch_size
     from reasoner_ray.train.export import export_hf
-    from reasoner_ray.train.model_setup import param_groups, prepare_model
+    from reasoner_ray.train.model_setup import make_optimizer, prepare_model
     from reasoner_ray.train.schedule import micro_slice
     from reasoner_ray.train.steps import STAGES, stage_settings, token_share
 
@@ -90,7 +90,7 @@ def train_func(loop_config: dict[str, Any]) -> None:
     gbs, accumulation = settings["global_batch_size"], config.train.gradient_accumulation_steps
     micro = micro_batch_size(config.train, gbs, world)
     total_steps = len(order) // gbs
-    optimizer = torch.optim.AdamW(param_groups(model, settings["lr"], settings["vision_lr"], config.train.weight_decay))
+    optimizer = make_optimizer(model, settings["lr"], settings["vision_lr"], config.train.weight_decay)
     ds_config = deepspeed_config(config.train, gbs, world, total_steps, config.train.use_gpu)
     engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
 

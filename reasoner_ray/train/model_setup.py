@@ -59,6 +59,15 @@ def param_groups(model, lr: float, vision_lr: float | None, weight_decay: float)
     return groups
 
 
+def make_optimizer(model, lr: float, vision_lr: float | None, weight_decay: float):
+    """torch AdamW over `param_groups`, fused: one kernel over every tensor instead of a loop per tensor (20.6M
+    parameters on 2 CPU cores: 44 -> 16 ms per step, measured with benchmarks/bench_dpo.py's model). torch has the
+    fused kernel on CPU and CUDA, for fp32 and bf16 alike; DeepSpeed steps it on its own fp32 partitions."""
+    import torch
+
+    return torch.optim.AdamW(param_groups(model, lr, vision_lr, weight_decay), fused=True)
+
+
 def apply_lora(model, rank: int, alpha: int):
     """Wrap the language model's linear layers with a LoRA adapter (peft); the vision side stays as configured."""
     from peft import LoraConfig, get_peft_model

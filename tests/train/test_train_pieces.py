@@ -128,6 +128,34 @@ def test_lora_keeps_the_configured_vision_and_projector_training(tiny_qwen2_vl, 
     assert [g["lr"] for g in groups] == [1e-4, 1e-6] and sum(p.numel() for p in groups[1]["params"]) == counts["vision"]
 
 
+
+def test_the_fused_optimizer_steps_as_torch_adamw_does():
+    """The training loop's fused AdamW keeps the parameter groups (vision lr apart) and moves the weights as the
+    per-tensor AdamW does: same weights after three steps, to fp32 rounding."""
+    import torch
+
+    from reasoner_ray.train.model_setup import make_optimizer
+
+    torch.manual_seed(0)
+    fused_model = torch.nn.ModuleDict({"visual": torch.nn.Linear(6, 4), "lm_head": torch.nn.Linear(4, 3)})
+    plain_model = torch.nn.ModuleDict({"visual": torch.nn.Linear(6, 4), "lm_head": torch.nn.Linear(4, 3)})
+    plain_model.load_state_dict(fused_model.state_dict())
+    start = {name: weight.clone() for name, weight in fused_model.state_dict().items()}
+    fused = make_optimizer(fused_model, lr=1e-2, vision_lr=1e-3, weight_decay=0.1)
+    plain = torch.optim.AdamW([{"params": list(plain_model["lm_head"].parameters()), "lr": 1e-2, "weight_decay": 0.1},
+                               {"params": list(plain_model["visual"].parameters()), "lr": 1e-3, "weight_decay": 0.1}],
+                              foreach=False)
+    assert fused.defaults["fused"] and [g["lr"] for g in fused.param_groups] == [1e-2, 1e-3]
+    x = torch.randn(5, 6)
+    for _ in range(3):
+        for model, opt in ((fused_model, fused), (plain_model, plain)):
+            model["lm_head"](model["visual"](x)).square().sum().backward()
+            opt.step()
+            opt.zero_grad()
+    for name, weight in fused_model.state_dict().items():
+        assert not torch.equal(weight, start[name]), name  # every tensor moved, at its group's lr
+        assert torch.allclose(weight, plain_model.state_dict()[name], atol=1e-6), name
+
 def test_fewer_examples_than_a_global_batch_train_one_smaller_step():
     from reasoner_ray.core.config import build_config
     from reasoner_ray.train.runner import fit_global_batch
