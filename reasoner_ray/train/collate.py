@@ -19,6 +19,7 @@ all other processor outputs (pixel_values, image_grid_thw, ...) are concatenated
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from reasoner_ray.core.prompts import assistant_message
@@ -152,3 +153,24 @@ def collate_pairs(encoder: VLMEncoder, examples: list[dict[str, Any]], max_lengt
         batch["ref_chosen_logps"] = torch.tensor([float(ex["ref_chosen_logp"]) for ex in examples], dtype=torch.float64)
         batch["ref_rejected_logps"] = torch.tensor([float(ex["ref_rejected_logp"]) for ex in examples], dtype=torch.float64)
     return batch
+
+
+
+def on_model_device(batch: dict[str, Any], model) -> dict[str, Any]:
+    """`batch` with every tensor in it (nested in mappings, lists and tuples) on the model's device: batches are
+    collated on the CPU and the model may live on a GPU, where a CPU tensor reaching it fails. A DeepSpeed engine
+    names its device (under ZeRO-3 offload its parameters sit on the CPU while it computes on the GPU)."""
+    device = getattr(model, "device", None) or next(model.parameters()).device
+    return _moved(batch, device)
+
+
+def _moved(value: Any, device) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, Mapping):
+        return {k: _moved(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_moved(v, device) for v in value)
+    return value

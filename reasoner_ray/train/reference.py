@@ -61,16 +61,14 @@ def reference_logps(model, encoder, examples: list[dict], batch_size: int, max_l
     """[(chosen_logp, rejected_logp)] per example, no gradients, on the model's device."""
     import torch
 
-    from reasoner_ray.train.collate import collate_pairs
+    from reasoner_ray.train.collate import collate_pairs, on_model_device
     from reasoner_ray.train.logprobs import pair_logps
 
     model.eval()
-    device = next(model.parameters()).device
     out: list[tuple[float, float]] = []
     with torch.inference_mode():
         for start in range(0, len(examples), batch_size):
-            batch = collate_pairs(encoder, examples[start:start + batch_size], max_length)
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            batch = on_model_device(collate_pairs(encoder, examples[start:start + batch_size], max_length), model)
             chosen, rejected = pair_logps(model, batch, encoder.pad_id, layout)
             out += list(zip(chosen.float().cpu().tolist(), rejected.float().cpu().tolist()))
     return out
@@ -165,14 +163,13 @@ def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str
     return dict(counts)
 
 
-
 def response_logps(model, encoder, items: list[tuple[dict, str]], max_length: int,
                    batch_size: int = 32) -> list[tuple[float, int]]:
     """(summed log-prob, token count) of each (prompt example, response), no gradients; the full-sequence path
     of `pair_logps(layout="full")`, response cut at `max_length` as in training."""
     import torch
 
-    from reasoner_ray.train.collate import concat_sequences
+    from reasoner_ray.train.collate import concat_sequences, on_model_device
     from reasoner_ray.train.logprobs import completion_logits_to_keep, shifted_logps
 
     model.eval()
@@ -183,7 +180,7 @@ def response_logps(model, encoder, items: list[tuple[dict, str]], max_length: in
             prompts = encoder.encode_prompts([ex for ex, _ in chunk])
             room = [max_length - int(p) for p in prompts["attention_mask"].sum(1)]
             completions = [encoder.completion_ids(ex["messages"], r)[:room[i]] for i, (ex, r) in enumerate(chunk)]
-            batch = concat_sequences(prompts, completions, encoder.pad_id)
+            batch = on_model_device(concat_sequences(prompts, completions, encoder.pad_id), model)
             mask = batch.pop("completion_mask")
             keep = completion_logits_to_keep(batch["attention_mask"], mask)
             logps = shifted_logps(model(**batch, use_cache=False, logits_to_keep=keep).logits, batch["input_ids"], mask)

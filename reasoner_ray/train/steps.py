@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reasoner_ray.train.collate import IGNORE_INDEX, VLMEncoder, collate_pairs, collate_sft
+from reasoner_ray.train.collate import IGNORE_INDEX, VLMEncoder, collate_pairs, collate_sft, on_model_device
 from reasoner_ray.train.logprobs import pair_logps, unwrap
 from reasoner_ray.train.losses import PairLogps, dpo_loss, sft_loss
 
@@ -62,6 +62,7 @@ def dpo_pair_layout(config, model) -> str:
 
 
 def _sft_loss(model, batch, encoder, config, token_share=None):
+    batch = on_model_device(batch, model)
     labels = batch.pop("labels")
     out = model(**batch, use_cache=False)
     loss = sft_loss(out.logits, labels, token_share)
@@ -71,6 +72,7 @@ def _sft_loss(model, batch, encoder, config, token_share=None):
 def _dpo_loss(model, batch, encoder, config, token_share=None):
     if "ref_chosen_logps" not in batch:
         raise ValueError("DPO batch has no reference log-probs: run compute_reference_logps first")
+    batch = on_model_device(batch, model)
     chosen, rejected = pair_logps(model, batch, encoder.pad_id, dpo_pair_layout(config, model))
     tokens = batch["completion_mask"].sum(1).to(chosen.dtype)
     logps = PairLogps(chosen, rejected, batch["ref_chosen_logps"].to(chosen.dtype),
