@@ -129,13 +129,15 @@ def start_ray_serve(model: str, args, stack: ExitStack) -> str:
 
 
 def start_vllm_server(model: str, args, stack: ExitStack) -> str:
-    from reasoner_ray.engines.vllm_env import vllm_process_env
+    from reasoner_ray.engines.vllm_env import has_cuda, vllm_process_env
 
     port = free_port()
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
                "--port", str(port), "--served-model-name", MODEL, "--api-key", KEY, "--dtype", "float32",
                "--max-model-len", str(args.max_model_len), "--enforce-eager", "--limit-mm-per-prompt", '{"image": 1}',
                "--disable-log-stats"]
+    if not has_cuda():  # the replica's engine settings (vllm_env.device_engine_args); seeded load crashes it otherwise
+        command.append("--no-enable-chunked-prefill")
     env = {**os.environ, **vllm_process_env(args.kv_cache_gib)}
     log_path = ROOT / ".tmp" / "bench_vllm_server.log"
     log = stack.enter_context(open(log_path, "w"))

@@ -27,9 +27,10 @@ class ChatEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        from reasoner_ray.engines.vllm_env import has_cuda
+        from reasoner_ray.engines.vllm_env import device_engine_args, has_cuda
 
-        dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if has_cuda() else "float32")
+        cuda = has_cuda()
+        dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if cuda else "float32")
         args = AsyncEngineArgs(
             model=config.model_path,
             served_model_name=config.model_name or None,
@@ -38,6 +39,7 @@ class ChatEngine:
             dtype=dtype,
             limit_mm_per_prompt={"image": config.max_images},
             enable_log_requests=False,  # request logs would carry prompts; keep them out of replica logs
+            **device_engine_args(cuda),
         )
         self.engine = AsyncLLM.from_engine_args(args)
         self.tokenizer = self.engine.get_tokenizer()

@@ -19,6 +19,14 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def device_engine_args(cuda: bool) -> dict:
+    """Engine arguments every vLLM engine of the project gets on its device kind. On CPU a chunked prefill (a
+    step's prompts over the engine's token budget, 4,096 by default) discards that step's samples and rewinds the
+    request's seeded generator, which CPU torch generators cannot do ("CPU Generator does not use offset"): the
+    engine dies. So prompts are prefilled whole there."""
+    return {} if cuda else {"enable_chunked_prefill": False}
+
+
 def project_dirs(root: Path | None = None) -> dict[str, str]:
     root = root or Path(os.environ.get("REASONER_CACHE_ROOT", PROJECT_ROOT))
     cache, tmp = root / ".cache", root / ".tmp"

@@ -67,7 +67,7 @@ class VLLMGenerator:
 
     def __init__(self, settings: EngineSettings):
         apply_vllm_env(settings.kv_cache_gib)
-        from reasoner_ray.engines.vllm_env import has_cuda
+        from reasoner_ray.engines.vllm_env import device_engine_args, has_cuda
 
         cuda = has_cuda()
         if not cuda:
@@ -86,9 +86,6 @@ class VLLMGenerator:
         dtype = settings.dtype
         if dtype == "auto":
             dtype = "bfloat16" if cuda else "float32"
-        # On CPU a chunked prefill discards that step's samples and rewinds the request's seeded generator, which
-        # CPU torch generators cannot do ("CPU Generator does not use offset"): prefill whole prompts there.
-        cpu_only = {} if cuda else {"enable_chunked_prefill": False}
         self.settings = settings
         self.llm = LLM(
             model=settings.model_path,
@@ -99,7 +96,7 @@ class VLLMGenerator:
             gpu_memory_utilization=settings.gpu_memory_utilization,
             seed=settings.seed,
             dtype=dtype,
-            **cpu_only,
+            **device_engine_args(cuda),
         )
         self.tokenizer = self.llm.get_tokenizer()
 

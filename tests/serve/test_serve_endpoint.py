@@ -183,6 +183,19 @@ def test_openai_client_sees_bad_request(client):
         client.chat.completions.create(model=MODEL, messages=image_message(png_url()), n=9)
 
 
+
+def test_a_burst_of_seeded_requests_over_the_engines_token_budget_is_served(client):
+    """On CPU a chunked prefill (prompts of one step over the engine's token budget, 4,096 here) rewinds a seeded
+    request's generator, which CPU torch generators cannot do: vLLM's engine died and every later request failed
+    ("CPU Generator does not use offset"). The endpoint's engine prefills whole prompts on CPU, as the rollouts do."""
+    text = "Count the shapes, name each colour, then answer: what color is the image? " * 16
+    with ThreadPoolExecutor(32) as pool:
+        replies = list(pool.map(lambda i: client.chat.completions.create(
+            model=MODEL, messages=image_message(png_url(), text), max_tokens=4, temperature=1.0, seed=i), range(48)))
+    assert sum(r.usage.prompt_tokens for r in replies) > 2 * 4096  # more than two steps' budget arrived at once
+    assert all(r.choices[0].finish_reason in ("stop", "length") for r in replies)
+    assert client.chat.completions.create(model=MODEL, messages=image_message(png_url()), max_tokens=2).choices
+
 def test_health_and_metrics(served):
     base = served[1].removesuffix("/v1")
     assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
