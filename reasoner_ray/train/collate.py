@@ -92,21 +92,19 @@ def is_per_token(key: str, value, input_ids) -> bool:
     return key not in ("input_ids", "attention_mask") and value.dim() == 2 and value.shape == input_ids.shape
 
 
-def _pad_rows(rows: list[list[int]], value: int):
+def _pad_rows(rows: list[list[int]], value: int, device=None):
     import torch
 
     width = max(len(r) for r in rows)
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long, device=device)
 
 
 def concat_sequences(prompts: dict[str, Any], completions: list[list[int]], pad_id: int) -> dict[str, Any]:
     """Full rows [real prompt tokens, completion tokens, right padding]; row i uses prompt i.
 
-    Returns model inputs plus `completion_mask` (1 on completion tokens). Non-per-token outputs (pixel_values,
-    image_grid_thw) pass through: they already hold one image per prompt row, in row order.
+    Returns model inputs plus `completion_mask` (1 on completion tokens), on the prompts' device. Non-per-token
+    outputs (pixel_values, image_grid_thw) pass through: they already hold one image per prompt row, in row order.
     """
-    import torch
-
     ids, mask = prompts["input_ids"], prompts["attention_mask"]
     lengths = mask.sum(1).tolist()
     seqs, comp, per_token = [], [], {k: [] for k, v in prompts.items() if is_per_token(k, v, ids)}
@@ -116,9 +114,11 @@ def concat_sequences(prompts: dict[str, Any], completions: list[list[int]], pad_
         comp.append([0] * n + [1] * len(completion))
         for k in per_token:
             per_token[k].append(prompts[k][p, :n].tolist() + [0] * len(completion))
-    batch = {"input_ids": _pad_rows(seqs, pad_id), "attention_mask": _pad_rows([[1] * len(s) for s in seqs], 0),
-             "completion_mask": _pad_rows(comp, 0)}
-    batch.update({k: _pad_rows(v, 0) for k, v in per_token.items()})
+    device = ids.device  # the training and reference paths call this on batches already on the model's device
+    batch = {"input_ids": _pad_rows(seqs, pad_id, device),
+             "attention_mask": _pad_rows([[1] * len(s) for s in seqs], 0, device),
+             "completion_mask": _pad_rows(comp, 0, device)}
+    batch.update({k: _pad_rows(v, 0, device) for k, v in per_token.items()})
     for k, v in prompts.items():
         if k not in batch and k not in ("input_ids", "attention_mask"):
             batch[k] = v

@@ -149,6 +149,9 @@ def test_training_and_reference_paths_move_every_tensor_to_the_model(checked_mod
     for name in ("collate_pairs", "concat_sequences"):  # the reference and verifier paths collate inside
         real = getattr(collate, name)
         monkeypatch.setattr(collate, name, lambda *a, real=real: _on_host(real(*a)))
+    real_tensor = torch.tensor  # and a tensor built after the move without a device is on the host too
+    monkeypatch.setattr(torch, "tensor", lambda *a, **kw: real_tensor(*a, **kw).as_subclass(
+        torch.Tensor if kw.get("device") is not None else HostTensor))
     config = build_config({}, overrides)
     encoder = pair_encoder(processor, config)
     examples = preference_examples(make_pairs(2))
