@@ -299,6 +299,15 @@ class Config(_Section):
     serve: ServeConfig = ServeConfig()
     rounds: int = 2
 
+    @model_validator(mode="after")
+    def _one_compute_dtype(self) -> "Config":
+        # The reference pass, the rollout engines and the policy must compute in one dtype (z = 0 on equal
+        # weights); on GPUs the policy trains under DeepSpeed in bf16 (auto, bfloat16) or fp32, never fp16.
+        if self.train.use_gpu and self.model.dtype == "float16":
+            raise ValueError("model.dtype float16 with train.use_gpu: DeepSpeed trains in bf16 or fp32 here; "
+                             "use auto (bf16 on GPU), bfloat16 or float32")
+        return self
+
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")

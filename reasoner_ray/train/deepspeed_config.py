@@ -1,8 +1,8 @@
 """The DeepSpeed config dict, built from the typed config (one place; nothing is read from a JSON file).
 
-ZeRO stage 0-3 with optional CPU offload of optimizer state / parameters, fp32 on CPU and bf16 on GPU, gradient
-accumulation and clipping, and a cosine schedule with linear warmup (DeepSpeed's WarmupCosineLR, which scales
-each parameter group's own lr, so a separate vision-tower lr keeps its ratio).
+ZeRO stage 0-3 with optional CPU offload of optimizer state / parameters, fp32 on CPU, bf16 or fp32 on GPU,
+gradient accumulation and clipping, and a cosine schedule with linear warmup (DeepSpeed's WarmupCosineLR, which
+scales each parameter group's own lr, so a separate vision-tower lr keeps its ratio).
 
 No optimizer is declared here: the caller passes a torch AdamW to `deepspeed.initialize`, which avoids JIT-
 compiling DeepSpeed's fused CPU Adam (about 54 s) on every fresh machine. With optimizer offload DeepSpeed would
@@ -27,7 +27,9 @@ def micro_batch_size(train: TrainConfig, global_batch_size: int, world_size: int
 
 
 def deepspeed_config(train: TrainConfig, global_batch_size: int, world_size: int, total_steps: int,
-                     use_gpu: bool) -> dict[str, Any]:
+                     use_gpu: bool, dtype: str = "auto") -> dict[str, Any]:
+    """bf16 on GPUs when the model's dtype is bf16 (`auto` there): DeepSpeed casts every weight to bf16, which
+    must match the dtype the reference pass and the rollout engines load (`model.dtype`)."""
     micro = micro_batch_size(train, global_batch_size, world_size)
     zero: dict[str, Any] = {"stage": train.zero_stage}
     if train.zero_stage == 3:
@@ -45,7 +47,7 @@ def deepspeed_config(train: TrainConfig, global_batch_size: int, world_size: int
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,
-        "bf16": {"enabled": bool(use_gpu)},
+        "bf16": {"enabled": bool(use_gpu) and dtype in ("auto", "bfloat16")},
         "fp16": {"enabled": False},
         "scheduler": {
             "type": "WarmupCosineLR",

@@ -91,7 +91,7 @@ def train_func(loop_config: dict[str, Any]) -> None:
     micro = micro_batch_size(config.train, gbs, world)
     total_steps = len(order) // gbs
     optimizer = make_optimizer(model, settings["lr"], settings["vision_lr"], config.train.weight_decay)
-    ds_config = deepspeed_config(config.train, gbs, world, total_steps, config.train.use_gpu)
+    ds_config = deepspeed_config(config.train, gbs, world, total_steps, config.train.use_gpu, config.model.dtype)
     engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
 
     start_step = 0

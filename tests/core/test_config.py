@@ -40,6 +40,7 @@ def test_round_trip_through_yaml(tmp_path):
         (["train.lora_rank=8", "train.zero_stage=3"], "train.lora_rank"),
         (["train.offload_params=true", "train.zero_stage=2"], "train.offload_params"),
         (["train.offload_optimizer=true", "train.zero_stage=0"], "train.offload_optimizer"),
+        (["train.use_gpu=true", "model.dtype=float16"], "model.dtype float16"),  # DeepSpeed would train in bf16
     ],
 )
 def test_rejects_with_key_name(overrides, key):

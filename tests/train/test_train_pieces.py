@@ -27,6 +27,9 @@ def test_deepspeed_config_from_typed_config():
     assert ds["scheduler"]["params"]["warmup_num_steps"] == 5 and ds["scheduler"]["params"]["total_num_steps"] == 50
     assert "optimizer" not in ds  # a torch optimizer is passed in: no FusedAdam JIT build
     assert deepspeed_config(train, 16, 2, 50, use_gpu=True)["bf16"]["enabled"] is True
+    assert deepspeed_config(train, 16, 2, 50, use_gpu=True, dtype="bfloat16")["bf16"]["enabled"] is True
+    # fp32 weights on GPUs stay fp32: the reference pass and the engines load model.dtype
+    assert deepspeed_config(train, 16, 2, 50, use_gpu=True, dtype="float32")["bf16"]["enabled"] is False
 
 
 def test_batch_not_divisible_is_named():
