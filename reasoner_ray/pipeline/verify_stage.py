@@ -2,9 +2,9 @@
 
 For every evaluation question it samples `eval.samples` CoT chains from the round's policy (vLLM actors, as
 rollouts do), scores each against the gold (reward stage), computes each chain's log-prob under the policy and
-under the DPO reference (transformers, no gradients; chains that could not be scored are left out and
-counted), and compares greedy decoding, majority voting,
-best-of-N by the implicit reward and reward-weighted voting (reasoner_ray.core.verifier).
+under the DPO reference (transformers, no gradients, on Ray tasks as the reference pass; chains that could not
+be scored are left out and counted), and compares greedy decoding, majority voting, best-of-N by the implicit
+reward and reward-weighted voting (reasoner_ray.core.verifier).
 
 Output: `generated/` and `scored/` (Parquet), `chains.parquet` (one row per chain with both log-probs) and
 `summary.json` ({group: {method: {n, accuracy, stderr, vs_majority, vs_majority_stderr}}}, groups: all, each
@@ -77,17 +77,31 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int) 
 
 
 def _logps(config: Config, model_path: str, items, as_reference: bool):
-    """Log-probs under a model folder, over the tokens DPO trains on; the reference is loaded as the DPO stage
-    loads it (a LoRA folder counts as its base model)."""
+    """Log-probs under a model folder, over the tokens DPO trains on, on Ray tasks as the reference pass runs
+    (`train.num_workers` shards, one GPU each with `train.use_gpu`, `dpo.ref_batch_size` chains per batch)."""
+    from reasoner_ray.train.reference import run_sharded
+
+    return run_sharded(config, score_responses, items, model_path, as_reference)
+
+
+def score_responses(config_tree: dict, model_path: str, as_reference: bool, items, threads: int):
+    """One shard, in a Ray task; the reference is loaded as the DPO stage loads it (a LoRA folder counts as its
+    base model)."""
     import contextlib
 
+    from transformers.utils import logging as hf_logging
+
     from reasoner_ray.models.loading import load_model_and_processor
-    from reasoner_ray.train.reference import load_reference, response_logps
+    from reasoner_ray.train.reference import load_reference, on_task_device, response_logps
     from reasoner_ray.train.steps import pair_encoder
 
+    hf_logging.disable_progress_bar()
+    config = Config.model_validate(config_tree)
     if as_reference:
         model, processor, mode = load_reference(model_path, config.model.dtype)
     else:
         (model, processor), mode = load_model_and_processor(model_path, config.model.dtype), contextlib.nullcontext
+    model = on_task_device(model, config, threads)
     with mode():
-        return response_logps(model, pair_encoder(processor, config), items, config.train.max_length)
+        return response_logps(model, pair_encoder(processor, config), items, config.train.max_length,
+                              config.dpo.ref_batch_size)

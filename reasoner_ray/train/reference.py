@@ -76,24 +76,22 @@ def reference_logps(model, encoder, examples: list[dict], batch_size: int, max_l
 
 def score_shard(config_tree: dict, ref_model_path: str, examples: list[dict], threads: int) -> list[tuple[float, float]]:
     """One shard of the reference pass, in a Ray task: the reference on this task's GPU (train.use_gpu) or CPU."""
-    import torch
     from transformers.utils import logging as hf_logging
 
     from reasoner_ray.train.steps import dpo_pair_layout, pair_encoder
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per task on the job's console says nothing
     config = Config.model_validate(config_tree)
-    if not config.train.use_gpu:
-        torch.set_num_threads(threads)
     model, processor, reference_mode = load_reference(ref_model_path, config.model.dtype)
-    if config.train.use_gpu:
-        model.to(torch.device("cuda", torch.cuda.current_device()))
+    model = on_task_device(model, config, threads)
     with reference_mode():
         return reference_logps(model, pair_encoder(processor, config), examples, config.dpo.ref_batch_size,
                                config.train.max_length, dpo_pair_layout(config, model))
 
 
-def _sharded_logps(config: Config, ref_model_path: str, examples: list[dict]) -> list[tuple[float, float]]:
+def run_sharded(config: Config, fn, items: list, *args) -> list:
+    """`fn(config_tree, *args, shard, threads)` on `train.num_workers` Ray tasks, each on one GPU (`train.use_gpu`)
+    or a share of the node's CPU cores, every item in one shard; the results merged back in item order."""
     import os
 
     import ray
@@ -101,16 +99,25 @@ def _sharded_logps(config: Config, ref_model_path: str, examples: list[dict]) ->
     from reasoner_ray.ray_utils import init_ray
 
     init_ray()
-    shards = max(1, min(config.train.num_workers, len(examples)))
+    shards = max(1, min(config.train.num_workers, len(items)))
     threads = max(1, (os.cpu_count() or 1) // shards)
-    task = ray.remote(score_shard).options(num_cpus=1, num_gpus=1 if config.train.use_gpu else 0)
+    task = ray.remote(fn).options(num_cpus=1, num_gpus=1 if config.train.use_gpu else 0)
     tree = config.model_dump(mode="json")
-    futures = [task.remote(tree, ref_model_path, examples[i::shards], threads) for i in range(shards)]
-    results = ray.get(futures)
-    merged: list[tuple[float, float]] = [(0.0, 0.0)] * len(examples)
+    results = ray.get([task.remote(tree, *args, items[i::shards], threads) for i in range(shards)])
+    merged: list = [None] * len(items)
     for i, shard in enumerate(results):
         merged[i::shards] = shard
     return merged
+
+
+def on_task_device(model, config: Config, threads: int):
+    """The model on this Ray task's GPU (`train.use_gpu`), else torch on the task's share of CPU threads."""
+    import torch
+
+    if config.train.use_gpu:
+        return model.to(torch.device("cuda", torch.cuda.current_device()))
+    torch.set_num_threads(threads)
+    return model
 
 
 def sampled_logps(encoder, example: dict, row: PreferenceRow, max_length: int) -> tuple[float, float] | None:
@@ -154,7 +161,8 @@ def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str
                 logps[ex["index"]] = found
     to_score = [ex for ex in examples if ex["index"] not in logps]
     if to_score:
-        logps.update(zip((ex["index"] for ex in to_score), _sharded_logps(config, ref_model_path, to_score)))
+        computed = run_sharded(config, score_shard, to_score, ref_model_path)
+        logps.update(zip((ex["index"] for ex in to_score), computed))
     scored = [rows[ex["index"]].model_copy(update={"ref_chosen_logp": logps[ex["index"]][0],
                                                    "ref_rejected_logp": logps[ex["index"]][1]}) for ex in examples]
     write_rows(scored, out_path)
