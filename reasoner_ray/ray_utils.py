@@ -70,6 +70,9 @@ def init_ray(num_cpus: int | None = None) -> None:
         # Ray Train's controller drains each worker's one-slot result queue only when it polls (every 2 s by
         # default), so a worker reporting more often than that waits: measured 1.9 s of stall per logged step.
         "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"),
+        # A task or actor given no GPU sees none (Ray 2.60 no longer empties CUDA_VISIBLE_DEVICES for them): the
+        # engines and models decide CPU or GPU by what torch sees, so a CPU-only stage stays off the GPUs.
+        "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1",
     }
     # Pass hub settings through (tests and the quickstart run offline; a cluster may download models).
     env_vars.update({k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HF_HOME", "REASONER_CACHE_ROOT") if k in os.environ})

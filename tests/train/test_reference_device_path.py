@@ -185,3 +185,16 @@ def test_a_deepspeed_engine_names_the_device_batches_go_to():
     assert moved["prompt"]["input_ids"].device.type == moved["completion_ids"].device.type == "meta"
     assert moved["completions"] == [[1, 2]]
     assert batch["prompt"]["input_ids"].device.type == "cpu"  # the caller's batch is left as it was
+
+
+@pytest.mark.ray
+def test_a_ray_task_given_no_gpu_sees_none(ray_local):
+    """Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone for a task with num_gpus=0, and the engines and models pick
+    CPU or GPU by what torch sees: the project's Ray hides the GPUs from such tasks."""
+    import os
+
+    @ray_local.remote(num_gpus=0)
+    def visible():
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    assert ray_local.get(visible.remote()) == ""
