@@ -1,7 +1,8 @@
 """The GPU path end to end on this machine's GPUs, with figures (run by scripts/gpu_check.sh).
 
 1. The main job, tiny and short, on the GPUs: vLLM rollouts and evaluation on CUDA, DeepSpeed SFT and DPO in
-   bf16 over `--workers` GPU workers (NCCL), the reference pass as Ray tasks on the GPUs.
+   bf16 over `--workers` GPU workers (NCCL, full-sequence pairs under gradient checkpointing as the paper config
+   trains), the reference pass and the verifier's log-probs as Ray tasks on the GPUs.
 2. The DPO model behind the Ray Serve endpoint, called with the `openai` client at 16 requests in flight.
 Prints the device, what ran where (peak GPU memory sampled by nvidia-smi during each part), and the figures:
 rollout tokens/s, DPO pairs/s, reference pairs/s, endpoint requests/s. Exit code 0 only if every part ran.
@@ -22,7 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data.train.limit=2000", "sft.epochs=1", "rollout.limit=128", "rollout.samples_per_temperature=4",
         "rollout.max_tokens=96", "data.eval.limit=200", "eval.max_tokens=96", "rounds=1", "pairs.accuracy_band=[0.0,1.0]",
-        "model.dtype=bfloat16", "train.use_gpu=true", "rollout.gpu_memory_utilization=0.3", "eval.samples=0"]
+        "model.dtype=bfloat16", "train.use_gpu=true", "rollout.gpu_memory_utilization=0.3",
+        # the paper config's full-sequence DPO layout; the verifier's log-prob tasks; rollouts timed on their own
+        # engine (not generated in the evaluation's pass)
+        "train.gradient_checkpointing=true", "eval.samples=2", "rollout.reuse_eval_engines=false"]
 
 
 class GpuMemory:
@@ -118,9 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmain job: {job['wall_s']:.0f} s, peak GPU memory {job['peak_gpu_mib']} MiB; stage seconds {seconds}")
     print(f"rollouts (vLLM on CUDA): {rollout_tokens(run_dir) / s['r1/rollouts']['seconds']:.0f} generated tokens/s "
           f"incl. engine start")
-    print(f"reference pass (Ray tasks on GPU): {pairs / s['r1/reference']['seconds']:.1f} pairs/s incl. model load")
+    ref = s["r1/reference"]["extra"]["counts"]
+    print(f"reference log-probs: {ref.get('from_rollouts', 0)} pairs from the rollout engines, {ref.get('from_pass', 0)} "
+          f"from the pass (Ray tasks on GPU) in {s['r1/reference']['seconds']:.1f} s incl. model load")
     print(f"DPO (DeepSpeed bf16, {args.workers} worker(s)): {pairs / s['r1/dpo']['seconds']:.1f} pairs/s incl. start")
-    print(f"eval after DPO: CoT {100 * s['r1/eval']['extra']['cot']['accuracy']:.1f}%")
+    print(f"eval after DPO: CoT {100 * s['r1/eval']['extra']['cot']['accuracy']:.1f}%; verifier (log-prob tasks on "
+          f"GPU): {s['r1/verify']['outputs']} chains in {s['r1/verify']['seconds']:.1f} s")
     serve = serve_figures(str(run_dir / "rounds/r1/dpo/output/model"), requests=256, concurrency=16)
     print(f"endpoint (Ray Serve + vLLM on CUDA): {serve['requests_per_s']:.1f} requests/s, "
           f"{serve['tokens_per_s']:.0f} tokens/s at 16 in flight, peak GPU memory {serve['peak_gpu_mib']} MiB")
