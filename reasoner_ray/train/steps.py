@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasoner_ray.train.collate import IGNORE_INDEX, VLMEncoder, collate_pairs, collate_sft, on_model_device
-from reasoner_ray.train.logprobs import pair_logps, unwrap
+from reasoner_ray.train.logprobs import completion_logits_to_keep, pair_logps, unwrap
 from reasoner_ray.train.losses import PairLogps, dpo_loss, sft_loss
 
 
@@ -64,7 +64,10 @@ def dpo_pair_layout(config, model) -> str:
 def _sft_loss(model, batch, encoder, config, token_share=None):
     batch = on_model_device(batch, model)
     labels = batch.pop("labels")
-    out = model(**batch, use_cache=False)
+    # The LM head only where a label follows: a prompt's image and text positions give no loss, and their logits
+    # (fp32 in the loss) would be the largest tensor of the step at a 128K vocabulary.
+    keep = completion_logits_to_keep(batch["attention_mask"], labels != IGNORE_INDEX)
+    out = model(**batch, use_cache=False, logits_to_keep=keep)
     loss = sft_loss(out.logits, labels, token_share)
     return loss, {"loss": float(loss.detach()), "tokens": float((labels != -100).sum())}
 

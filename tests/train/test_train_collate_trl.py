@@ -37,6 +37,12 @@ def test_sft_batch_reaches_model_and_matches_labels_loss(model_and_encoder):
     labels = batch.pop("labels")
     out = model(**batch, labels=labels)
     assert float(sft_loss(out.logits, labels)) == pytest.approx(float(out.loss), rel=1e-6)  # fp32 summation order
+    # the training step's loss runs the LM head only where a label follows: the same loss
+    from reasoner_ray.core.config import build_config
+    from reasoner_ray.train.steps import STAGES
+
+    step_loss, _ = STAGES["sft"].loss(model, {**batch, "labels": labels}, encoder, build_config({}, []))
+    assert float(step_loss) == pytest.approx(float(out.loss), rel=1e-6)
 
 
 def test_prompt_too_long_is_filtered_and_counted(model_and_encoder):
