@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rollouts (vLLM on CUDA): {rollout_tokens(run_dir) / s['r1/rollouts']['seconds']:.0f} generated tokens/s "
           f"incl. engine start")
     ref = s["r1/reference"]["extra"]["counts"]
-    print(f"reference log-probs: {ref.get('from_rollouts', 0)} pairs from the rollout engines, {ref.get('from_pass', 0)} "
-          f"from the pass (Ray tasks on GPU) in {s['r1/reference']['seconds']:.1f} s incl. model load")
+    print(f"reference log-probs: {ref.get('from_rollouts', 0)} pairs from the rollout engines, "
+          f"{ref.get('from_pass', 0)} from the pass (Ray tasks on GPU) in {s['r1/reference']['seconds']:.1f} s "
+          "incl. model load")
     print(f"DPO (DeepSpeed bf16, {args.workers} worker(s)): {pairs / s['r1/dpo']['seconds']:.1f} pairs/s incl. start")
     print(f"eval after DPO: CoT {100 * s['r1/eval']['extra']['cot']['accuracy']:.1f}%; verifier (log-prob tasks on "
           f"GPU): {s['r1/verify']['outputs']} chains in {s['r1/verify']['seconds']:.1f} s")

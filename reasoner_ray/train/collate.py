@@ -155,7 +155,6 @@ def collate_pairs(encoder: VLMEncoder, examples: list[dict[str, Any]], max_lengt
     return batch
 
 
-
 def on_model_device(batch: dict[str, Any], model) -> dict[str, Any]:
     """`batch` with every tensor in it (nested in mappings, lists and tuples) on the model's device: batches are
     collated on the CPU and the model may live on a GPU, where a CPU tensor reaching it fails. A DeepSpeed engine

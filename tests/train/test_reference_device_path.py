@@ -98,7 +98,8 @@ class HostTensor(torch.Tensor):
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = super().__torch_function__(func, types, args, kwargs)
-        moves = func is torch.Tensor.to and ("device" in kwargs or any(isinstance(a, (torch.device, str)) for a in args[1:]))
+        moves = func is torch.Tensor.to and ("device" in kwargs
+                                             or any(isinstance(a, (torch.device, str)) for a in args[1:]))
         return out.as_subclass(torch.Tensor) if moves else out
 
 
