@@ -173,6 +173,7 @@ def test_training_and_reference_paths_move_every_tensor_to_the_model(checked_mod
         found[name] = sorted(set(unmoved))
     assert found == {name: [] for name in paths}
 
+
 def test_a_deepspeed_engine_names_the_device_batches_go_to():
     """Under ZeRO-3 with parameter offload the parameters sit on the CPU while the engine computes on its GPU:
     the engine's `device` wins over its parameters'."""
