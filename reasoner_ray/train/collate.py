@@ -156,9 +156,10 @@ def collate_pairs(encoder: VLMEncoder, examples: list[dict[str, Any]], max_lengt
 
 
 def on_model_device(batch: dict[str, Any], model) -> dict[str, Any]:
-    """`batch` with every tensor in it (nested in mappings, lists and tuples) on the model's device: batches are
-    collated on the CPU and the model may live on a GPU, where a CPU tensor reaching it fails. A DeepSpeed engine
-    names its device (under ZeRO-3 offload its parameters sit on the CPU while it computes on the GPU)."""
+    """`batch` with every tensor in it (at any depth of mappings: a pair batch's prompt is one) on the model's
+    device: batches are collated on the CPU and the model may live on a GPU, where a CPU tensor reaching it fails.
+    Lists (token ids) stay as they are. A DeepSpeed engine names its device (under ZeRO-3 offload its parameters
+    sit on the CPU while it computes on the GPU)."""
     device = getattr(model, "device", None) or next(model.parameters()).device
     return _moved(batch, device)
 
@@ -170,6 +171,4 @@ def _moved(value: Any, device) -> Any:
         return value.to(device)
     if isinstance(value, Mapping):
         return {k: _moved(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_moved(v, device) for v in value)
     return value
