@@ -27,8 +27,8 @@ from benchmarks.bench_rollouts import bench_model  # noqa: E402
 
 def run_stages(model: str, args, shared: bool) -> dict:
     from reasoner_ray.core.config import build_config
-    from reasoner_ray.pipeline.generation_stages import (Prefetch, eval_stage, rollout_plan, rollout_source,
-                                                         rollouts_stage)
+    from reasoner_ray.core.data_regime import rollout_source
+    from reasoner_ray.pipeline.generation_stages import Prefetch, eval_stage, rollout_plan, rollouts_stage
     from reasoner_ray.pipeline.runner import StageRunner
     from reasoner_ray.ray_utils import init_ray
 
@@ -42,7 +42,7 @@ def run_stages(model: str, args, shared: bool) -> dict:
                     "batch_size": 64, "max_model_len": 1024, "kv_cache_gib": 2, "ignore_eos": True},
     })
     runner = StageRunner(config)
-    then = [Prefetch("r1/rollouts", runner.run_dir.work("r1/rollouts"), model, rollout_source(config),
+    then = [Prefetch("r1/rollouts", runner.run_dir.work("r1/rollouts"), model, rollout_source(config, 1),
                      rollout_plan(config, 1))] if shared else []
     seconds = {}
     for name, fn in (("eval", eval_stage(config, model, 0, then)), ("rollouts", rollouts_stage(config, model, 1))):

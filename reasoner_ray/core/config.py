@@ -61,12 +61,13 @@ class ModelConfig(_Section):
 
 class DataSource(_Section):
     # The paper's benchmarks (aokvqa ... mathvista) read their official files or HF parquet copies: data/benchmarks.py
-    format: Literal["easy_vqa", "digits", "jsonl", "parquet", "llava", "aokvqa", "chartqa", "scienceqa", "ai2d",
+    format: Literal["easy_vqa", "digits", "arithmetic", "jsonl", "parquet", "llava", "aokvqa", "chartqa", "scienceqa", "ai2d",
                     "docvqa", "infovqa", "textvqa", "mathvista"] = "easy_vqa"
-    path: str | None = None  # file or folder; unused for easy_vqa and digits
-    # validation: digits (carved from train) and the benchmarks that have one; testmini: MathVista
+    path: str | None = None  # file or folder; unused for easy_vqa, digits and arithmetic
+    # validation: digits and arithmetic (carved from train) and the benchmarks that have one; testmini: MathVista
     split: Literal["train", "validation", "test", "testmini"] = "train"
     limit: int | None = None  # first N good rows (bad and duplicate-id rows before them are counted); None = all
+    offset: int = Field(default=0, ge=0)  # skip the first N good rows (and the records among them) before `limit`
     image_root: str | None = None  # base folder for relative image paths
     answer_type: str = "open"  # for formats that carry no answer type (llava conversations)
 
@@ -74,6 +75,18 @@ class DataSource(_Section):
 class DataConfig(_Section):
     train: DataSource = DataSource()
     eval: DataSource = DataSource(split="test", limit=200)
+    # Where settings are chosen, never data.eval: the verifier's vote temperatures and its best method, and the
+    # SFT model's sampled chains diagnosed (stage diagnose_sft) when eval.samples > 0. None: no such choice.
+    validation: DataSource | None = None
+    # The paper's data regime (core/data_regime.py): teacher rationales for this fraction of data.train (its first
+    # rows), short answers only for the rest, from which each round's rollouts take fresh questions.
+    rationale_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _fraction_needs_limit(self) -> "DataConfig":
+        if self.rationale_fraction < 1.0 and self.train.limit is None:
+            raise ValueError("data.rationale_fraction < 1 needs data.train.limit (the rows it divides)")
+        return self
 
 
 class EndpointConfig(_Section):
@@ -161,6 +174,7 @@ class SFTConfig(_Section):
     vision_lr: float | None = 5e-7
     global_batch_size: int = 32
     epochs: float = 1.0
+    steps: int | None = Field(default=None, ge=1)  # optimizer steps, overriding epochs (the ablation's equal budget)
     include_direct: bool = True  # mix in the same questions in direct form (paper)
     include_cot: bool = True  # the CoT form of rows with a rationale (off: the paper's direct-only ablation)
 
@@ -191,6 +205,9 @@ class PairConfig(_Section):
     accuracy_band: tuple[float, float] = (0.25, 0.85)
     max_pairs_per_question: int = 3
     truncate_words: int | None = None  # paper's best: 90
+    # Aim pairs at the step that goes wrong (core/pairs.py): longest shared word prefix first; cut k words past it.
+    prefer_shared_prefix: bool = False
+    cut_after_parting: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _band_ordered(self) -> "PairConfig":
@@ -231,6 +248,20 @@ class EvalConfig(_Section):
     samples: int = Field(default=0, ge=0)
     sample_temperature: float = 1.0
     verifier: bool = True
+    verify_rounds: Literal["all", "last"] = "all"  # which rounds get the verify (and verifier) stages
+
+
+class VerifierConfig(_Section):
+    """The separate verifier (V-STaR, arXiv 2402.06457), stage r<k>/verifier: trained from the SFT model with plain
+    DPO on correct vs incorrect chains of every round so far (reference: the SFT model), then ranking the verify
+    stage's chains beside the policy. Trained in the rounds that verify (eval.samples > 0, eval.verify_rounds)."""
+
+    enabled: bool = False
+    lr: float = 5e-5
+    beta: float = 0.1
+    epochs: float = 2.0
+    global_batch_size: int = 32
+    max_pairs_per_question: int = 8  # correct x incorrect combinations per question (no accuracy band)
 
 
 class EvaluateConfig(_Section):
@@ -295,6 +326,7 @@ class Config(_Section):
     pairs: PairConfig = PairConfig()
     dpo: DPOConfig = DPOConfig()
     eval: EvalConfig = EvalConfig()
+    verifier: VerifierConfig = VerifierConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     serve: ServeConfig = ServeConfig()
     rounds: int = 2

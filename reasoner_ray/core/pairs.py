@@ -6,6 +6,12 @@ chosen that does not score strictly higher than its rejected; optionally cut bot
 `truncate_words` whitespace words first (the paper's best: 90). Randomness is seeded per question, so the result
 does not depend on the order of the samples or on which other questions are in the batch.
 
+Two options aim a pair at the step where a chain goes wrong (Step-DPO, arXiv 2406.18629): `prefer_shared_prefix`
+picks, among a question's (correct, incorrect) combinations, those whose chains share the longest word prefix first
+(they part where the wrong chain's step goes wrong; random among equals), and `cut_after_parting` = k cuts both
+chains k words after the first word where they differ, so the loss sees the shared steps and the parting step, not
+what each chain wrote after it.
+
 A sample without a final answer (reason "unparsed") counts as incorrect in the accuracy and may be a rejected
 chain; a question none of whose samples has a final answer is dropped as "unparsed". A sample whose check timed
 out (reason "timeout", math) is unknown, not wrong: the checker's bound is hit by correct answers on a loaded
@@ -134,6 +140,8 @@ def build_pairs(
     max_pairs: int = DEFAULT_MAX_PAIRS,
     truncate_words: int | None = None,
     seed: int = 0,
+    prefer_shared_prefix: bool = False,
+    cut_after_parting: int | None = None,
 ) -> PairResult:
     """Pairs for every question among `samples` (scored chains of any number of questions), with statistics."""
     low, high = band
@@ -143,6 +151,8 @@ def build_pairs(
         raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
     if truncate_words is not None and truncate_words < 1:
         raise ValueError(f"truncate_words must be None or >= 1, got {truncate_words}")
+    if cut_after_parting is not None and cut_after_parting < 1:
+        raise ValueError(f"cut_after_parting must be None or >= 1, got {cut_after_parting}")
 
     by_question: dict[str, list[ScoredSample]] = defaultdict(list)
     unscored = 0
@@ -160,7 +170,8 @@ def build_pairs(
         drop = _drop_reason(group, low, high)
         if drop is None:
             rng = random.Random(f"{seed}:{question_id}")  # str seeds hash stably across processes
-            question_pairs = _pairs_for_question(group, max_pairs, truncate_words, rng)
+            question_pairs = _pairs_for_question(group, max_pairs, truncate_words, rng, prefer_shared_prefix,
+                                                 cut_after_parting)
             pairs.extend(question_pairs)
             if not question_pairs:
                 drop = DROP_NO_DISTINCT_PAIR
@@ -196,7 +207,8 @@ def _drop_reason(group: list[ScoredSample], low: float, high: float) -> str | No
 
 
 def _pairs_for_question(
-    group: list[ScoredSample], max_pairs: int, truncate_words: int | None, rng: random.Random
+    group: list[ScoredSample], max_pairs: int, truncate_words: int | None, rng: random.Random,
+    prefer_shared_prefix: bool = False, cut_after_parting: int | None = None,
 ) -> list[Pair]:
     # Sorted so that the input order of the samples does not change the result.
     ordered = sorted(group, key=lambda s: (s.sample_index, s.text))
@@ -209,6 +221,8 @@ def _pairs_for_question(
         if c_text != w_text and c.value > w.value
     ]
     rng.shuffle(candidates)
+    if prefer_shared_prefix:  # a stable sort: random order among equal prefixes
+        candidates.sort(key=lambda cand: -shared_prefix_words(cand[0], cand[2]))
     # Prefer pairs that reuse no chain, so the few pairs a question gets cover as many chains as possible.
     picked, used_chosen, used_rejected = [], set(), set()
     for candidate in candidates:
@@ -223,6 +237,9 @@ def _pairs_for_question(
             break
         if candidate not in picked:
             picked.append(candidate)
+    if cut_after_parting is not None:
+        picked = [(cut[0], c, cut[1], w) for c_text, c, w_text, w in picked
+                  for cut in [_cut_after_parting(c_text, w_text, cut_after_parting)]]
     return [
         Pair(
             question_id=c.question_id,
@@ -237,6 +254,22 @@ def _pairs_for_question(
         )
         for c_text, c, w_text, w in picked
     ]
+
+
+def shared_prefix_words(a: str, b: str) -> int:
+    """How many leading whitespace words two chains share."""
+    n = 0
+    for x, y in zip(_WORD.findall(a), _WORD.findall(b)):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _cut_after_parting(chosen: str, rejected: str, k: int) -> tuple[str, str]:
+    """Both chains up to `k` words past the first word where they differ (a chain shorter than that stays whole)."""
+    keep = shared_prefix_words(chosen, rejected) + k
+    return truncate(chosen, keep), truncate(rejected, keep)
 
 
 def _unique_texts(group: list[ScoredSample], truncate_words: int | None) -> list[tuple[str, ScoredSample]]:

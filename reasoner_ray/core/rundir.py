@@ -9,8 +9,9 @@
       distill/                      teacher rationales (SFT rows), rejected rows, accounting
       sft/                          SFT checkpoints and export/
       eval/sft/                     evaluation of the SFT model
-      rounds/r1/rollouts/ ... /verify  round 1's rollouts, rewards, pairs, reference log-probs, DPO, eval,
-                                    and the DPO model as a verifier (when eval.samples > 0)
+      eval/sft-diagnosis/           the SFT model's sampled chains on data.validation: where they go wrong
+      rounds/r1/rollouts/ ... /verify  round 1's rollouts, rewards, pairs, reference log-probs, DPO, eval, the
+                                    separate verifier's training and the verifiers' comparison (eval.samples > 0)
       report/                       report.md and plots
 
 A stage is named like `r1/dpo`; `stage_dir()` is the only place that maps names to folders. Each stage folder
@@ -26,9 +27,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-ROUND_STAGES = ("rollouts", "rewards", "pairs", "reference", "dpo", "eval", "verify")
-RUN_STAGES = ("distill", "sft", "eval_sft", "report")
-_FOLDERS = {"distill": "distill", "sft": "sft", "eval_sft": "eval/sft", "report": "report"}
+ROUND_STAGES = ("rollouts", "rewards", "pairs", "reference", "dpo", "eval", "verifier", "verify")
+RUN_STAGES = ("distill", "sft", "eval_sft", "diagnose_sft", "report")
+_FOLDERS = {"distill": "distill", "sft": "sft", "eval_sft": "eval/sft", "diagnose_sft": "eval/sft-diagnosis",
+            "report": "report"}
 
 
 def round_stage(round_index: int, name: str) -> str:

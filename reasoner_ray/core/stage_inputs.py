@@ -14,18 +14,21 @@ _TRAINING = ("train.max_length", "train.freeze_vision", "train.freeze_projector"
 
 # Stage kind -> dotted config keys or sections (a section stands for every key under it).
 STAGE_INPUTS: dict[str, tuple[str, ...]] = {
-    "distill": ("data.train", "teacher.model", "teacher.include_answer", "teacher.temperature", "teacher.max_tokens",
+    "distill": ("data.train", "data.rationale_fraction", "teacher.model", "teacher.include_answer", "teacher.temperature", "teacher.max_tokens",
                 "teacher.seed"),
-    "sft": ("model.family", "model.path", "model.tiny", "model.dtype", "sft", *_TRAINING),
+    "sft": ("model.family", "model.path", "model.tiny", "model.dtype", "sft", "data.rationale_fraction", *_TRAINING),
     "eval": ("data.eval", "eval.max_tokens", "eval.styles"),
-    "rollouts": ("data.train", "rollout.samples_per_temperature", "rollout.temperatures", "rollout.max_tokens",
+    "rollouts": ("data.train", "data.rationale_fraction", "rollout.samples_per_temperature", "rollout.temperatures", "rollout.max_tokens",
                  "rollout.top_p", "rollout.limit", "run.seed"),
     "rewards": (),
     "pairs": ("pairs",),
     "reference": ("dpo.reference", "train.max_length"),
     "dpo": ("dpo.loss", "dpo.beta", "dpo.label_smoothing", "dpo.nll_weight", "dpo.lr", "dpo.global_batch_size",
             "dpo.epochs", "dpo.freeze_vision", "dpo.freeze_projector", *_TRAINING),
-    "verify": ("data.eval", "eval.samples", "eval.sample_temperature", "eval.max_tokens", "dpo.beta", "train.max_length"),
+    "verifier": ("verifier", "train.max_length", *_TRAINING),
+    "verify": ("data.eval", "data.validation", "eval.samples", "eval.sample_temperature", "eval.max_tokens",
+               "dpo.beta", "verifier.beta", "train.max_length"),
+    "diagnose_sft": ("data.validation", "eval.samples", "eval.sample_temperature", "eval.max_tokens", "pairs.accuracy_band"),
 }
 
 

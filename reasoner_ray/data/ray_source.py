@@ -1,7 +1,7 @@
 """Read any supported data source into a Ray Dataset, checking rows (decoding images) in Ray tasks.
 
 The records come from the same reader as the in-process path (`readers.iter_raw`, in a fixed order), go through
-the same `to_row()` inside Ray tasks, and the same `RowSelector` (duplicate ids, `limit` good rows) decides in
+the same `to_row()` inside Ray tasks, and the same `RowSelector` (`offset`, duplicate ids, `limit` good rows) decides in
 the driver. So this and `readers.iter_rows` return the same rows under the same ids, with the same rejections:
 other stages can join on them (the pairs stage re-reads the questions the rollouts read).
 
@@ -24,7 +24,8 @@ from typing import Any
 
 from reasoner_ray.core.config import DataSource
 from reasoner_ray.core.rows import VQARow
-from reasoner_ray.data.readers import DUPLICATE_ID, Checked, RowSelector, check_record, duplicate, iter_raw, log_rejected
+from reasoner_ray.data.readers import (DUPLICATE_ID, KEEP, SKIP, Checked, RowSelector, check_record, duplicate, iter_raw,
+                                       log_rejected)
 
 _LIGHT_TASK = {"num_cpus": 0.25}  # cheap work; leaves CPUs for the actors of later stages on a 2-CPU node
 WINDOW = 4096  # records per round trip when no limit bounds the read
@@ -41,7 +42,7 @@ def _check(rec: dict[str, Any], source: DataSource) -> dict[str, Any]:
 def _window_size(selector: RowSelector) -> int:
     if selector.limit is None:
         return WINDOW
-    missing = selector.limit - selector.good
+    missing = selector.limit - selector.good + selector.offset - selector.skipped
     return min(WINDOW, missing + missing // 8 + 16)  # a little over: some records may be bad
 
 
@@ -65,7 +66,7 @@ def read_dataset(source: DataSource):
     """Every record of `source` read (good and bad), checked in Ray tasks, up to `source.limit` good rows."""
     import ray
 
-    selector = RowSelector(source.limit)
+    selector = RowSelector(source.limit, source.offset)
     raws = iter_raw(source)
     windows = []
     while not selector.done:
@@ -82,7 +83,10 @@ def read_dataset(source: DataSource):
             if selector.done:
                 break
             outcome = Checked(head["id"], None, head["reject_reason"], head["detail"])
-            if not selector.admit(head["id"], head["reject_reason"] is None):
+            verdict = selector.admit(head["id"], head["reject_reason"] is None)
+            if verdict == SKIP:
+                continue
+            if verdict != KEEP:
                 outcome = duplicate(head["id"])
             decisions[head["index"]] = outcome.reason if outcome.reason == DUPLICATE_ID else None
             if outcome.reason is not None:

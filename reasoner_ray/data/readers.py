@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from reasoner_ray.core.config import DataSource
 from reasoner_ray.core.rows import ANSWER_TYPES, VQARow
+from reasoner_ray.data.arithmetic import read_arithmetic
 from reasoner_ray.data.benchmarks import BENCHMARK_READERS
 from reasoner_ray.data.digits import read_digits
 from reasoner_ray.data.images import ImageError, open_image, parse_image_field
@@ -92,6 +93,7 @@ def _read_easy_vqa(source: DataSource) -> Iterator[dict[str, Any]]:
 
 
 register_reader("digits")(read_digits)
+register_reader("arithmetic")(read_arithmetic)
 for _name, _reader in BENCHMARK_READERS.items():  # the paper's eight benchmarks (data/benchmarks.py)
     register_reader(_name)(_reader)
 
@@ -237,25 +239,35 @@ def check_record(raw: dict[str, Any], source: DataSource, check_image: bool = Tr
     return Checked(row.id, row)
 
 
-class RowSelector:
-    """What both read paths apply to checked records, in input order: a record whose id an earlier record
-    already has is rejected as `duplicate_id` (ids join rollouts, rewards and pairs: two questions under one id
-    would be paired with each other's chains), and reading stops once `limit` good rows are in."""
+KEEP, SKIP, DUPLICATE = "keep", "skip", "duplicate"  # RowSelector.admit's verdicts
 
-    def __init__(self, limit: int | None):
-        self.limit, self.good, self.seen = limit, 0, set()
+
+class RowSelector:
+    """What both read paths apply to checked records, in input order: the records up to and including the
+    `offset`-th good row are skipped (they belong to another slice of the source, which reports their bad rows),
+    a record whose id an earlier record already has is rejected as `duplicate_id` (ids join rollouts, rewards and
+    pairs: two questions under one id would be paired with each other's chains), and reading stops once `limit`
+    good rows are in."""
+
+    def __init__(self, limit: int | None, offset: int = 0):
+        self.limit, self.offset, self.good, self.skipped, self.seen = limit, offset, 0, 0, set()
 
     @property
     def done(self) -> bool:
         return self.limit is not None and self.good >= self.limit
 
-    def admit(self, row_id: str, good: bool) -> bool:
-        """False when the id is taken: the caller rejects the record as `duplicate_id`."""
-        if row_id in self.seen:
-            return False
+    def admit(self, row_id: str, good: bool) -> str:
+        """KEEP, SKIP (before the offset: neither output nor counted) or DUPLICATE (the caller rejects the record
+        as `duplicate_id`)."""
+        taken = row_id in self.seen
         self.seen.add(row_id)
+        if self.skipped < self.offset:
+            self.skipped += good and not taken
+            return SKIP
+        if taken:
+            return DUPLICATE
         self.good += good
-        return True
+        return KEEP
 
 
 def duplicate(row_id: str) -> Checked:
@@ -270,13 +282,16 @@ def iter_checked(source: DataSource, check_image: bool = True) -> Iterator[Check
     """Every record of `source` in order, good or rejected with its reason, until `source.limit` good rows.
 
     `check_image=False` skips decoding the images (fields only): for statistics over the rows, never for
-    selecting rows other stages join on, since with a limit a row with a bad image shifts the selection."""
-    selector = RowSelector(source.limit)
+    selecting rows other stages join on, since with a limit or an offset a row with a bad image shifts the
+    selection."""
+    selector = RowSelector(source.limit, source.offset)
     for raw in iter_raw(source):
         if selector.done:
             return
         checked = check_record(raw, source, check_image)
-        yield checked if selector.admit(checked.id, checked.row is not None) else duplicate(checked.id)
+        verdict = selector.admit(checked.id, checked.row is not None)
+        if verdict != SKIP:
+            yield checked if verdict == KEEP else duplicate(checked.id)
 
 
 def iter_rows(source: DataSource, bad: Counter | None = None, check_image: bool = True) -> Iterator[VQARow]:

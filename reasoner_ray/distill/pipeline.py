@@ -134,8 +134,12 @@ def _progress_line(tally: Tally) -> str:
 def run_distillation(config: Config, out_dir: str) -> DistillResult:
     from ray.data import DataContext
 
+    from reasoner_ray.core.data_regime import rationale_pool
     from reasoner_ray.ray_utils import init_ray
 
+    # The teacher is asked about the rationale pool only (all of data.train unless data.rationale_fraction < 1).
+    data = config.data.model_copy(update={"train": rationale_pool(config), "rationale_fraction": 1.0})
+    config = config.model_copy(update={"data": data})
     init_ray()
     swept = ResponseCache(cache_dir(config)).sweep_partial()
     if swept:

@@ -29,7 +29,7 @@ from reasoner_ray.core.prompts import (
     TEACHER_SYSTEM_PROMPT,
 )
 
-BUILD_VERSION = 3  # bump when the construction below changes, so cached folders are rebuilt
+BUILD_VERSION = 4  # bump when the construction below changes, so cached folders are rebuilt
 
 
 VISION_PARTS = ("visual.", "vision_tower.", "vision_model.")  # parameter-name parts of each family's vision tower
@@ -41,7 +41,7 @@ def tiny_model_key(family: str, size: TinyModelConfig, seed: int) -> str:
 
 
 def _tokenizer_corpus() -> list[str]:
-    from reasoner_ray.core import digit_tasks
+    from reasoner_ray.core import arithmetic_tasks, digit_tasks
     from reasoner_ray.teacher.phrasing import corpus_sentences
 
     texts = [ANSWER_MARKER, COT_INSTRUCTION, COT_INSTRUCTION_MC, DIRECT_INSTRUCTION, TEACHER_SYSTEM_PROMPT]
@@ -52,7 +52,7 @@ def _tokenizer_corpus() -> list[str]:
         texts += questions[:20000] + sorted(set(answers))
     except ImportError:  # the tokenizer still works without the data set; it is only less compact
         pass
-    texts += corpus_sentences() + digit_tasks.corpus_sentences()
+    texts += corpus_sentences() + digit_tasks.corpus_sentences() + arithmetic_tasks.corpus_sentences()
     texts += [f"{ANSWER_MARKER} {a}" for a in ("yes", "no", "A", "B", "C", "D", "1", "2", "10")]
     return texts
 

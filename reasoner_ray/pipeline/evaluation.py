@@ -99,7 +99,7 @@ class EvalResult:
     replies: int
     summary: dict[str, dict]
     tokens: dict[str, int] = field(default_factory=dict)  # prompt / completion, and cached replies
-    verifier: dict[str, dict] = field(default_factory=dict)  # method -> accuracy (eval.samples + a reference)
+    verifier: dict[str, dict] = field(default_factory=dict)  # the verify stage: summary, auroc, selection
     also_questions: dict[str, int] = field(default_factory=dict)  # questions of each task generated alongside
 
 
@@ -270,17 +270,17 @@ def verify_source(config: Config, policy: str, reference: str, source: DataSourc
     on_source = config.model_copy(update={"data": config.data.model_copy(update={"eval": source})})
     out.mkdir(parents=True, exist_ok=True)
     counts = verify_stage(on_source, policy, reference, 0)(StageIO("verify", out, out / "work", None))
-    return counts.extra["summary"]
+    return {k: counts.extra[k] for k in ("summary", "auroc", "selection")}
 
 
 def verifier_table(results: dict[str, EvalResult]) -> str:
-    from reasoner_ray.core.verifier import METHODS
+    from reasoner_ray.pipeline.report import verifier_rows
 
-    lines = ["| benchmark | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
+    lines = ["| benchmark | method | accuracy (%) | vs majority (points) | score's AUROC | validation (%) |",
+             "|---|---|---|---|---|---|"]
     for name, res in results.items():
         if res.verifier:
-            cells = [f"{100 * res.verifier[m]['accuracy']:.1f}" if m in res.verifier else "-" for m in METHODS]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines += verifier_rows(name, res.verifier)
     return "\n".join(lines) if len(lines) > 2 else ""
 
 

@@ -3,7 +3,8 @@
 Rows: "sft" (round 0) and each DPO round. Columns: pairs, CoT and direct accuracy (± standard error), the mean
 DPO reward margin of the round's last logged steps, and wall time per stage. Further sections: accuracy per
 group (answer types and row tags such as `multi_step`), DPO training metrics per round (rewards of chosen and
-rejected, margins, pair accuracy), and the DPO model as a verifier (when a round has a `verify` stage). Plots:
+rejected, margins, pair accuracy), where chains go wrong (sources with a step checker), and the verifiers (when a
+round has a `verify` stage). Plots:
 accuracy per round, DPO reward margins over steps, and why questions gave no pair.
 """
 
@@ -109,27 +110,63 @@ def training_table(manifest: Manifest, rounds: int) -> str:
 
 
 def verifier_table(manifest: Manifest, rounds: int) -> str:
-    """Per round with a verify stage: accuracy ± se of each selection method, and its paired difference to
-    majority voting (± se), over all questions."""
-    from reasoner_ray.core.verifier import METHODS
-
+    """Per round with a verify stage, over the evaluation questions: accuracy ± se of each selection method, its
+    paired difference to majority voting (± se), the AUROC of its score (per question, mean ± se), its accuracy
+    on validation and the weighted vote's temperature chosen there; the method chosen on validation is marked."""
     lines = []
     for r in range(1, rounds + 1):
         rec = manifest.stages.get(f"r{r}/verify")
         if rec is None:
             continue
-        summary = rec.extra.get("summary", {})
-        greedy = manifest.stages.get(f"r{r}/eval")
         if not lines:
-            lines = ["| round | method | accuracy (%) | vs majority (points) |", "|---|---|---|---|"]
+            lines = ["| round | method | accuracy (%) | vs majority (points) | score's AUROC | validation (%) |",
+                     "|---|---|---|---|---|---|"]
+        greedy = manifest.stages.get(f"r{r}/eval")
         if greedy is not None and "cot" in greedy.extra:
             g = greedy.extra["cot"]
-            lines.append(f"| {r} | greedy | {100 * g['accuracy']:.1f} ± {100 * g['stderr']:.1f} | - |")
-        for m in METHODS:
-            if m in summary:
-                a = summary[m]
-                lines.append(f"| {r} | {m} | {100 * a['accuracy']:.1f} ± {100 * a['stderr']:.1f} | "
-                             f"{100 * a['vs_majority']:+.1f} ± {100 * a['vs_majority_stderr']:.1f} |")
+            lines.append(f"| {r} | greedy | {100 * g['accuracy']:.1f} ± {100 * g['stderr']:.1f} | - | - | - |")
+        lines += verifier_rows(r, rec.extra)
+    return "\n".join(lines)
+
+
+def verifier_rows(label, extra: dict) -> list[str]:
+    """Table rows of one verify stage's record (see verifier_table)."""
+    summary, aurocs = extra.get("summary", {}), extra.get("auroc", {})
+    selection = extra.get("selection", {})
+    validation, temperatures, best = selection.get("validation", {}), selection.get("temperatures", {}), selection.get("best")
+    rows = []
+    for method, a in summary.items():
+        score = method.split("/", 1)[1] if "/" in method else None
+        auc = aurocs.get(score) if score else None
+        auc_cell = f"{auc['mean']:.3f} ± {auc['stderr']:.3f} ({auc['questions']})" if auc and auc["questions"] else "-"
+        val = validation.get(method)
+        val_cell = f"{100 * val['accuracy']:.1f}" if val else "-"
+        if method.startswith("weighted_vote/") and temperatures.get(score, {}).get("multiple") is not None:
+            val_cell += f" (T = {temperatures[score]['multiple']:g} sd)"
+        name = f"**{method}** (best on validation)" if method == best else method
+        rows.append(f"| {label} | {name} | {100 * a['accuracy']:.1f} ± {100 * a['stderr']:.1f} | "
+                    f"{100 * a['vs_majority']:+.1f} ± {100 * a['vs_majority_stderr']:.1f} | {auc_cell} | {val_cell} |")
+    return rows
+
+
+def diagnosis_table(manifest: Manifest, rounds: int) -> str:
+    """Per stage with a diagnosis (core/diagnosis.py): chains, wrong ones, the share of checked wrong chains that
+    read the image right and went wrong in a step, the checker's classes, and questions inside the pair band."""
+    names = ["eval_sft", "diagnose_sft"] + [f"r{r}/{s}" for r in range(1, rounds + 1) for s in ("rewards", "eval")]
+    lines = []
+    for name in names:
+        rec = manifest.stages.get(name)
+        d = rec.extra.get("diagnosis") if rec else None
+        if not d:
+            continue
+        if not lines:
+            lines = ["| stage | chains | wrong | wrong in a step (read right) | classes of the wrong chains | "
+                     "questions in the pair band |", "|---|---|---|---|---|---|"]
+        share = "-" if d["step_error_share"] is None else f"{100 * d['step_error_share']:.1f}%"
+        classes = ", ".join(f"{k} {v}" for k, v in d["classes"].items()) or "-"
+        band = f"{d['in_band']} of {d['questions']} (all right {d['all_right']}, all wrong {d['all_wrong']})" \
+            if "in_band" in d else "-"
+        lines.append(f"| {name} | {d['chains']} | {d['wrong']} | {share} | {classes} | {band} |")
     return "\n".join(lines)
 
 
@@ -229,8 +266,9 @@ def write_report(manifest: Manifest, rounds: int, out: Path, title: str, notes: 
     for heading, table in (("Accuracy by group", group_table(manifest, rounds)),
                            ("Training data", training_table(manifest, rounds)),
                            ("DPO training (mean of the last 5 logged steps)", dpo_table(manifest, rounds)),
-                           ("The DPO model as a verifier (N sampled CoT chains per question)",
-                            verifier_table(manifest, rounds))):
+                           ("Where chains go wrong (step checker)", diagnosis_table(manifest, rounds)),
+                           ("Verifiers of N sampled CoT chains per question (policy: the round's DPO model; "
+                            "verifier: the separate V-STaR verifier)", verifier_table(manifest, rounds))):
         if table:
             body += ["", f"## {heading}", "", table]
     body += [""] + [f"![{p}]({p})" for p in plots]

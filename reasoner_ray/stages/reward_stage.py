@@ -3,7 +3,9 @@
     ds.map_batches(score_batch, batch_format="numpy")   # or batch_format="pandas"
 
 Rows carry `text` (the sampled chain), optionally `style` ("direct" replies are scored whole), and the question's `answer` (str or list of human answers), `answer_type`
-and optional `choices`. The stage adds `parsed`, `value`, `correct` and `reason`, keeping every other column. A
+and optional `choices`. The stage adds `parsed`, `value`, `correct`, `reason` and `step_check` (where a CoT chain
+first went wrong, for sources with a step checker: reasoner_ray/data/step_checks.py; else ""), keeping every
+other column. A
 row whose gold cannot be read is not rewarded: value 0, correct False, reason "gold_error" (the pair builder drops
 its question), so one bad row does not fail a whole scoring job. No Ray import: this is a plain function.
 """
@@ -16,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from reasoner_ray.core.reward import GOLD_ERROR, GoldAnswerError, Score, extract_final_answer, score
+from reasoner_ray.data.step_checks import step_check
+
 
 def score_batch(batch: Any) -> Any:
     """Score a numpy batch (dict of columns) or a pandas DataFrame; returns the same kind with the reward columns."""
@@ -25,11 +29,18 @@ def score_batch(batch: Any) -> Any:
     rows = zip(texts, batch["answer"], batch["answer_type"], [None] * len(texts) if choices is None else choices,
                [False] * len(texts) if styles is None else [s == "direct" for s in styles])
     scores = [_score_row(*row) for row in rows]
+    direct = [False] * len(texts) if styles is None else [s == "direct" for s in styles]
+    ids = batch.get("question_id")
+    # "" where no checker applies (never None: a batch of only unchecked rows would get Arrow's null type, and the
+    # files of one folder would disagree)
+    checks = ["" if d or q is None else step_check(str(q), str(t), s.correct) or ""
+              for q, t, s, d in zip([None] * len(texts) if ids is None else ids, texts, scores, direct)]
     columns = {
         "parsed": np.array([s.parsed for s in scores], dtype=object),
         "value": np.array([s.value for s in scores], dtype=np.float64),
         "correct": np.array([s.correct for s in scores], dtype=bool),
         "reason": np.array([s.reason for s in scores], dtype=object),
+        "step_check": np.array(checks, dtype=object),
     }
     if isinstance(batch, Mapping):
         return {**batch, **columns}

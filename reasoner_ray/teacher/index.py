@@ -4,7 +4,7 @@ A request carries only its image (as a data URL of the original bytes) and the q
 sha256(image bytes) to the image's questions. For easy-VQA it also gathers the shape and colour of each image
 from all of its questions (`phrasing.gather_facts`), which is what lets the rationale describe the image.
 
-For the digits source the raw records carry the digits themselves (`_annotation`), kept per row.
+For the digits and arithmetic sources the raw records carry the digits themselves (`_annotation`), kept per row.
 
 Build: `AnnotationIndex.from_spec("easy_vqa:train")`, `"digits:train:8000"` (the first 8,000 questions) or
 `"jsonl:/path/file.jsonl"` (format:path for files).
@@ -38,7 +38,8 @@ class ImageEntry:
         return max(found, key=lambda r: len(question_text(r))) if found else None
 
 
-GENERATED_SPLITS = {"easy_vqa": ("train", "test"), "digits": ("train", "validation", "test")}
+GENERATED_SPLITS = {"easy_vqa": ("train", "test"), "digits": ("train", "validation", "test"),
+                    "arithmetic": ("train", "validation", "test")}
 
 
 def parse_spec(spec: str) -> DataSource:

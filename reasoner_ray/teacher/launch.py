@@ -28,8 +28,9 @@ def free_port() -> int:
 
 
 def spec_for_source(source: DataSource) -> str:
-    if source.format == "digits":  # each question has its own image: index only the questions the run asks
-        return f"digits:{source.split}" + (f":{source.limit}" if source.limit is not None else "")
+    if source.format in ("digits", "arithmetic"):  # one image per question: index only the questions the run asks
+        last = None if source.limit is None else source.offset + source.limit
+        return f"{source.format}:{source.split}" + (f":{last}" if last is not None else "")
     if source.format == "easy_vqa":  # all of a split: an image's facts come from all of its questions
         return f"easy_vqa:{source.split}"
     if not source.path:

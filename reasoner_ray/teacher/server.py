@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from reasoner_ray.core import digit_tasks
+from reasoner_ray.core import arithmetic_tasks, digit_tasks
 from reasoner_ray.core.prompts import ANSWER_MARKER, gold_for_response, question_text
 from reasoner_ray.core.rows import VQARow
 from reasoner_ray.data.images import ImageError, decode_data_url
@@ -104,8 +104,16 @@ def _digits_rationale(row: VQARow, entry: ImageEntry, answer: str, rng: random.R
     return digit_tasks.rationale(ann["kind"], ann["digits"], ann["k"], answer, rng)
 
 
+def _arithmetic_rationale(row: VQARow, entry: ImageEntry, answer: str, rng: random.Random) -> str:
+    ann = entry.annotations.get(row.id)
+    if ann is None:
+        return phrasing.generic_rationale(question_text(row), answer, rng)
+    return arithmetic_tasks.rationale(ann["kind"], ann["digits"], answer, rng, ann["choices"])
+
+
 # row.source -> rationale writer; any other source gets a generic rationale from the question and answer.
-RATIONALE_WRITERS = {"easy_vqa": _easy_vqa_rationale, "digits": _digits_rationale}
+RATIONALE_WRITERS = {"easy_vqa": _easy_vqa_rationale, "digits": _digits_rationale,
+                     "arithmetic": _arithmetic_rationale}
 
 
 def write_completion(row: VQARow, entry: ImageEntry, content_fault: str | None, rng: random.Random) -> str:

@@ -29,21 +29,37 @@ from typing import Any
 from reasoner_ray.train.collate import concat_sequences, is_per_token
 
 
-def sequence_logps(logits, targets, mask):
-    """sum_t mask[n,t] * log softmax(logits[n,t])[targets[n,t]]  -> (N,). logits (N,T,V) aligned with targets."""
+def token_logps(logits, targets):
+    """log softmax(logits[n,t])[targets[n,t]] -> (N,T). logits (N,T,V) aligned with targets."""
     import torch
 
     logits = logits.float()
     picked = torch.gather(logits, -1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-    token_logps = picked - torch.logsumexp(logits, dim=-1)
-    return (token_logps * mask).sum(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def sequence_logps(logits, targets, mask):
+    """sum_t mask[n,t] * log softmax(logits[n,t])[targets[n,t]]  -> (N,). logits (N,T,V) aligned with targets."""
+    return (token_logps(logits, targets) * mask).sum(-1)
+
+
+def _shifted(logits, input_ids, completion_mask):
+    """(logits, targets, mask) aligned so that logit t predicts token t+1; `logits` may hold only the last K
+    positions of the rows (a forward with `logits_to_keep=K`)."""
+    start = input_ids.shape[1] - logits.shape[1]
+    return logits[:, :-1], input_ids[:, start + 1:], completion_mask[:, start + 1:]
 
 
 def shifted_logps(logits, input_ids, completion_mask):
-    """Log-probs of the completion tokens of full sequences (logit t predicts token t+1). `logits` may hold only
-    the last K positions of the rows (a forward with `logits_to_keep=K`)."""
-    start = input_ids.shape[1] - logits.shape[1]
-    return sequence_logps(logits[:, :-1], input_ids[:, start + 1:], completion_mask[:, start + 1:])
+    """Summed log-probs of the completion tokens of full sequences -> (N,)."""
+    return sequence_logps(*_shifted(logits, input_ids, completion_mask))
+
+
+def shifted_token_logps(logits, input_ids, completion_mask) -> list[list[float]]:
+    """Each row's completion tokens' log-probs, in order (a list per row)."""
+    logits, targets, mask = _shifted(logits, input_ids, completion_mask)
+    per_token = token_logps(logits, targets)
+    return [row[m.bool()].tolist() for row, m in zip(per_token, mask)]
 
 
 def completion_logits_to_keep(attention_mask, completion_mask) -> int:

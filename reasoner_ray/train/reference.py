@@ -172,16 +172,16 @@ def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str
 
 
 def response_logps(model, encoder, items: list[tuple[dict, str]], max_length: int,
-                   batch_size: int = 32) -> list[tuple[float, int]]:
-    """(summed log-prob, token count) of each (prompt example, response), no gradients; the full-sequence path
-    of `pair_logps(layout="full")`, response cut at `max_length` as in training."""
+                   batch_size: int = 32) -> list[tuple[list[int], list[float]]]:
+    """(token ids, each token's log-prob) of each (prompt example, response), no gradients; the full-sequence
+    path of `pair_logps(layout="full")`, response cut at `max_length` as in training."""
     import torch
 
     from reasoner_ray.train.collate import concat_sequences, on_model_device
-    from reasoner_ray.train.logprobs import completion_logits_to_keep, shifted_logps
+    from reasoner_ray.train.logprobs import completion_logits_to_keep, shifted_token_logps
 
     model.eval()
-    out: list[tuple[float, int]] = []
+    out: list[tuple[list[int], list[float]]] = []
     with torch.inference_mode():
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
@@ -191,6 +191,6 @@ def response_logps(model, encoder, items: list[tuple[dict, str]], max_length: in
             batch = on_model_device(concat_sequences(prompts, completions, encoder.pad_id), model)
             mask = batch.pop("completion_mask")
             keep = completion_logits_to_keep(batch["attention_mask"], mask)
-            logps = shifted_logps(model(**batch, use_cache=False, logits_to_keep=keep).logits, batch["input_ids"], mask)
-            out += [(lp, len(c)) for lp, c in zip(logps.tolist(), completions)]
+            logits = model(**batch, use_cache=False, logits_to_keep=keep).logits
+            out += list(zip(completions, shifted_token_logps(logits, batch["input_ids"], mask)))
     return out

@@ -63,6 +63,10 @@ def run_training(config: Config, stage: str, model_path: str, examples: list[dic
     if Path(model_path).exists():  # workers run in another working directory
         model_path = str(Path(model_path).resolve())
     out.mkdir(parents=True, exist_ok=True)
+    if stage == "sft" and config.sft.steps is not None and examples:
+        # A fixed number of steps: the epochs that give exactly that many (the half example guards the rounding)
+        epochs = (config.sft.steps * config.sft.global_batch_size + 0.5) / len(examples)
+        config = config.model_copy(update={"sft": config.sft.model_copy(update={"epochs": epochs})})
     config, gbs = fit_global_batch(config, stage, len(examples))
     settings = stage_settings(config, stage)
     order = sample_order(len(examples), settings["epochs"], gbs, config.run.seed)

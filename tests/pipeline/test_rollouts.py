@@ -73,11 +73,12 @@ def test_evaluation_pass_generates_the_next_rounds_rollouts(tmp_path, tiny_qwen2
     """The SFT evaluation's engines also generate round 1's rollouts (one pass, one engine start): the rollouts
     stage adopts them, and they are the samples a rollouts stage of its own gives (per-question seeds). Rollouts
     prefetched for other settings are not adopted."""
-    from reasoner_ray.pipeline.generation_stages import Prefetch, eval_stage, rollout_plan, rollout_source
+    from reasoner_ray.core.data_regime import rollout_source
+    from reasoner_ray.pipeline.generation_stages import Prefetch, eval_stage, rollout_plan
 
     def next_rollouts(config, runner):
         stage = "r1/rollouts"
-        return [Prefetch(stage, runner.run_dir.work(stage), tiny_qwen2_vl, rollout_source(config),
+        return [Prefetch(stage, runner.run_dir.work(stage), tiny_qwen2_vl, rollout_source(config, 1),
                          rollout_plan(config, 1))]
 
     def config_at(run):

@@ -111,8 +111,8 @@ def test_response_logps_equal_the_pair_path(model_and_encoder):
     items = [(ex, ex[key]) for ex in examples for key in ("chosen", "rejected")]
     got = response_logps(model, encoder, items, max_length=512, batch_size=4)  # batches cut across questions
     want = [v for pair in zip(chosen.tolist(), rejected.tolist()) for v in pair]
-    torch.testing.assert_close(torch.tensor([lp for lp, _ in got]), torch.tensor(want), atol=1e-4, rtol=1e-5)
-    assert all(n > 0 for _, n in got)
+    torch.testing.assert_close(torch.tensor([sum(lps) for _, lps in got]), torch.tensor(want), atol=1e-4, rtol=1e-5)
+    assert all(len(ids) == len(lps) > 0 for ids, lps in got)
 
 
 def _perturbed_copy(path: str, out) -> str:

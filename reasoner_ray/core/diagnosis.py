@@ -1,0 +1,44 @@
+"""Where chains go wrong, counted: the step checker's classes over wrong chains, and per question how often the
+samples are right (the paper's accuracy band: only questions inside it give preference pairs).
+
+`diagnose(records, band)`: records are scored chains (`question_id`, `value`, `reason`, `step_check`: "" or None
+where no checker applies). Returns the
+chains and wrong chains counted, the checker's classes of the wrong ones, the share of checked wrong chains that
+read their input right and went wrong in a step (`step_error_share`: DPO on the language model can fix those;
+a misread it cannot), and with a band, how many questions have a sample accuracy inside it. Chains that cannot
+be scored (metrics.UNSCORED_REASONS) are left out. Pure.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+from reasoner_ray.core.arithmetic_tasks import CORRECT, STEP_ERRORS
+from reasoner_ray.core.metrics import UNSCORED_REASONS
+
+
+def diagnose(records: Iterable[dict], band: tuple[float, float] | None = None) -> dict:
+    per_question: dict[str, list[float]] = defaultdict(list)
+    classes: Counter = Counter()
+    chains = wrong = 0
+    for r in records:
+        if r.get("reason") in UNSCORED_REASONS:
+            continue
+        chains += 1
+        per_question[r["question_id"]].append(float(r["value"]))
+        if float(r["value"]) < 1.0:
+            wrong += 1
+            check = r.get("step_check")
+            if check and check != CORRECT:
+                classes[check] += 1
+    checked = sum(classes.values())
+    out = {"chains": chains, "wrong": wrong, "questions": len(per_question),
+           "classes": dict(classes.most_common()),
+           "step_error_share": (sum(classes[c] for c in STEP_ERRORS) / checked) if checked else None}
+    if band is not None:
+        lo, hi = band
+        accs = [sum(v) / len(v) for v in per_question.values()]
+        out.update(band=list(band), in_band=sum(lo <= a <= hi for a in accs),
+                   all_right=sum(a == 1.0 for a in accs), all_wrong=sum(a == 0.0 for a in accs))
+    return out
