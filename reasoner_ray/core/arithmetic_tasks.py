@@ -21,6 +21,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from reasoner_ray.core.diagnosis import (ARITHMETIC_SLIP, CORRECT, INCOMPLETE, MISREAD, NO_STEPS, WRONG_CONCLUSION,
+                                         WRONG_OPERANDS)
 from reasoner_ray.core.digit_tasks import CONCLUDE, INK_COLORS, listed
 
 DIGITS = range(1, 10)
@@ -182,16 +184,7 @@ def corpus_sentences() -> list[str]:
     return out
 
 
-# --- the step checker -------------------------------------------------------------------------------------
-
-CORRECT = "correct"
-MISREAD = "misread"  # a digit read wrong (or not every colour read)
-ARITHMETIC_SLIP = "arithmetic_slip"  # a step on the right numbers with a wrong result
-WRONG_OPERANDS = "wrong_operands"  # a step on numbers the question's program does not reach (binding, order)
-WRONG_CONCLUSION = "wrong_conclusion"  # every step right, the comparison, option or final answer wrong
-INCOMPLETE = "incomplete"  # the steps stop early, each one right so far
-NO_STEPS = "no_steps"  # no step to check (a bare answer, or nothing readable)
-STEP_ERRORS = (ARITHMETIC_SLIP, WRONG_OPERANDS, WRONG_CONCLUSION)  # read right, then a step went wrong
+# --- the step checker (its classes: core/diagnosis.py) ------------------------------------------------------
 
 _READ = re.compile(r"\b(red|blue|green|orange) (\d+)\b")
 _STEP = re.compile(r"(-?\d+) ([x+-]) (-?\d+) = (-?\d+)")

@@ -14,8 +14,17 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
-from reasoner_ray.core.arithmetic_tasks import CORRECT, STEP_ERRORS
 from reasoner_ray.core.metrics import UNSCORED_REASONS
+
+# What a step checker (reasoner_ray/data/step_checks.py) says of a chain: where it first went wrong.
+CORRECT = "correct"
+MISREAD = "misread"  # an input read wrong from the image (or not read at all)
+ARITHMETIC_SLIP = "arithmetic_slip"  # a step on the right numbers with a wrong result
+WRONG_OPERANDS = "wrong_operands"  # a step on numbers the question's program does not reach (binding, order)
+WRONG_CONCLUSION = "wrong_conclusion"  # every step right, the comparison, option or final answer wrong
+INCOMPLETE = "incomplete"  # the steps stop early, each one right so far
+NO_STEPS = "no_steps"  # no step to check (a bare answer, or nothing readable)
+STEP_ERRORS = (ARITHMETIC_SLIP, WRONG_OPERANDS, WRONG_CONCLUSION)  # read right, then a step went wrong
 
 
 def diagnose(records: Iterable[dict], band: tuple[float, float] | None = None) -> dict:

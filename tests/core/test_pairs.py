@@ -180,3 +180,21 @@ def test_pair_properties(samples, band, max_pairs, truncate_words, seed):
     dropped = sum(v for k, v in stats.as_dict().items() if k.startswith("dropped_"))
     assert stats.questions_seen == len({s.question_id for s in samples}) == stats.questions_kept + dropped
     assert stats.questions_kept == len(per_question) and stats.pairs == len(result.pairs)
+
+
+def test_shared_prefix_pairs_part_where_a_step_goes_wrong():
+    right = "red 3 blue 7 . 3 x 7 = 21 . 21 + 5 = 26"
+    slip_late = "red 3 blue 7 . 3 x 7 = 21 . 21 + 5 = 25"  # parts at its 14th word
+    slip_early = "red 3 blue 7 . 3 x 7 = 24 . 24 + 5 = 29"  # parts at its 10th word
+    samples = [sample("q", 0, True, right), sample("q", 1, False, slip_early), sample("q", 2, False, slip_late)]
+    for seed in range(20):  # whatever the shuffle, the later parting comes first
+        (pair,) = build_pairs(samples, band=(0.0, 1.0), max_pairs=1, seed=seed, prefer_shared_prefix=True).pairs
+        assert pair.rejected == slip_late
+    (cut,) = build_pairs(samples, band=(0.0, 1.0), max_pairs=1, prefer_shared_prefix=True, cut_after_parting=1).pairs
+    assert (cut.chosen, cut.rejected) == (right, slip_late)  # the parting word is the last: nothing to cut
+    (early,) = [p for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=2, cut_after_parting=2).pairs
+                if p.rejected_index == 1]
+    assert (early.chosen, early.rejected) == ("red 3 blue 7 . 3 x 7 = 21 .", "red 3 blue 7 . 3 x 7 = 24 .")
+    assert early.chosen_truncated and early.rejected_truncated  # cut chains are trained without an end of turn
+    with pytest.raises(ValueError, match="cut_after_parting"):
+        build_pairs(samples, cut_after_parting=0)

@@ -45,8 +45,8 @@ def _mixed_jsonl(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "llava"])
-@pytest.mark.parametrize("limit", [None, 2])
-def test_ray_and_driver_reads_agree_on_ids_limit_and_rejections(ray_local, tmp_path, fmt, limit):
+@pytest.mark.parametrize("limit, offset", [(None, 0), (2, 0), (None, 1), (2, 1)])
+def test_ray_and_driver_reads_agree_on_ids_limit_and_rejections(ray_local, tmp_path, fmt, limit, offset):
     from collections import Counter
 
     from reasoner_ray.data.llava import to_llava_record
@@ -65,17 +65,20 @@ def test_ray_and_driver_reads_agree_on_ids_limit_and_rejections(ray_local, tmp_p
                                   r["answer"], answer_type=r["answer_type"])
             out.append(json.dumps({k: v for k, v in rec.items() if k != "id"}))
         path.write_text("\n".join(out) + "\n")
-    source = DataSource(format=fmt, path=str(path), limit=limit)
+    source = DataSource(format=fmt, path=str(path), limit=limit, offset=offset)
     bad = Counter()
     driver = [r.id for r in iter_rows(source, bad)]
     ds = read_dataset(source)
     ray_ids = [rec["id"] for rec in good_rows(ds).iter_rows()]
     good, ray_bad = split_counts(ds)
     assert sorted(ray_ids) == sorted(driver) and len(set(driver)) == len(driver)
-    assert good == len(driver) == (limit or 4)
+    assert good == len(driver) == (limit or 4 - offset)
     assert ray_bad == bad
-    if limit is None:
+    if limit is None:  # the offset skips the first good row; the exact copy of it at the end is still a duplicate
         assert bad == Counter(corrupt_image=1, malformed_row=1, duplicate_id=1)
+    if offset:
+        whole = [r.id for r in iter_rows(source.model_copy(update={"offset": 0, "limit": None}))]
+        assert driver == whole[offset:offset + (limit or len(whole))]
 
 
 def test_pairs_stage_finds_every_question_the_rollouts_read(ray_local, tmp_path):

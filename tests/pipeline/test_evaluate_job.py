@@ -79,8 +79,8 @@ def test_model_folder_with_verifier_and_clear_errors(tmp_path, tiny_qwen2_vl):
     assert run.returncode == 0, run.stderr[-3000:]
     assert re.search(r"\| shapes \| (VQA )?accuracy \| 6 \| ", run.stdout)
     assert "The model as a verifier of 2 sampled CoT chains" in run.stdout and "| shapes | " in run.stdout.split("verifier")[-1]
-    verifier = json.loads((out / "results.json").read_text())["benchmarks"]["shapes"]["verifier"]
-    assert {"majority", "best_of_n_sum", "oracle"} <= set(verifier)  # policy == reference: every reward is 0
+    verifier = json.loads((out / "results.json").read_text())["benchmarks"]["shapes"]["verifier"]["summary"]["all"]
+    assert {"majority", "best_of_n/policy/sum", "oracle"} <= set(verifier)  # policy == reference: every reward is 0
 
     missing = subprocess.run([sys.executable, "jobs/evaluate.py", "--model", tiny_qwen2_vl, "--out", str(out),
                               "evaluate.benchmarks={chart: {format: chartqa, split: test, path: /nonexistent}}"],

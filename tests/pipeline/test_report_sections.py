@@ -5,7 +5,8 @@ import json
 from reasoner_ray.core.config import build_config
 from reasoner_ray.core.rundir import Manifest
 from reasoner_ray.pipeline.ablation import VARIANTS, VariantResult, ablation_table, variant_config
-from reasoner_ray.pipeline.report import dpo_table, group_table, training_table, verifier_table, write_report
+from reasoner_ray.pipeline.report import (diagnosis_table, dpo_table, group_table, training_table, verifier_table,
+                                          write_report)
 
 
 def acc(a, se=0.01, n=100):
@@ -28,9 +29,17 @@ def manifest(tmp_path):
              counts={"pairs": 120, "prompt_too_long": 2, "examples_used": 118, "example_passes_not_trained": 6})
     m.record("r1/eval", 100, 200, 1.0, cot=acc(0.55), direct=acc(0.3), summary=summary)
     verify = {meth: {**acc(v), "vs_majority": v - 0.5, "vs_majority_stderr": 0.02}
-              for meth, v in (("first_sample", 0.45), ("majority", 0.5), ("best_of_n_sum", 0.56),
-                              ("best_of_n_mean", 0.52), ("weighted_vote", 0.54), ("oracle", 0.8))}
-    m.record("r1/verify", 100, 800, 1.0, summary=verify)
+              for meth, v in (("first_sample", 0.45), ("majority", 0.5), ("best_of_n/verifier/step_min", 0.56),
+                              ("best_of_n/policy/mean", 0.52), ("weighted_vote/policy/sum", 0.54), ("oracle", 0.8))}
+    auroc = {"verifier/step_min": {"mean": 0.71, "stderr": 0.02, "questions": 40},
+             "policy/sum": {"mean": 0.55, "stderr": 0.03, "questions": 40}}
+    selection = {"best": "best_of_n/verifier/step_min",
+                 "temperatures": {"policy/sum": {"temperature": 0.2, "multiple": 3.0, "accuracy": 0.6}},
+                 "validation": {"best_of_n/verifier/step_min": acc(0.62), "weighted_vote/policy/sum": acc(0.6)}}
+    m.record("r1/verify", 100, 800, 1.0, summary=verify, auroc=auroc, selection=selection)
+    m.record("diagnose_sft", 50, 400, 1.0, diagnosis={
+        "chains": 400, "wrong": 200, "questions": 50, "classes": {"arithmetic_slip": 150, "misread": 20},
+        "step_error_share": 150 / 170, "band": [0.25, 0.85], "in_band": 30, "all_right": 5, "all_wrong": 3})
     return m
 
 
@@ -45,21 +54,29 @@ def test_group_dpo_and_verifier_tables(tmp_path):
     assert "| sft | 500 | 31 | 4 | no_rationale 3 |" in training
     assert "| r1/dpo | 118 | 10 | 6 | prompt_too_long 2 |" in training
     verifier = verifier_table(m, 1)
-    assert "| 1 | greedy | 55.0 ± 1.0 | - |" in verifier
-    assert "| 1 | best_of_n_sum | 56.0 ± 1.0 | +6.0 ± 2.0 |" in verifier
+    assert "| 1 | greedy | 55.0 ± 1.0 | - | - | - |" in verifier
+    assert ("| 1 | **best_of_n/verifier/step_min** (best on validation) | 56.0 ± 1.0 | +6.0 ± 2.0 | "
+            "0.710 ± 0.020 (40) | 62.0 |") in verifier
+    assert "| 1 | weighted_vote/policy/sum | 54.0 ± 1.0 | +4.0 ± 2.0 | 0.550 ± 0.030 (40) | 60.0 (T = 3 sd) |" in verifier
+    assert "| 1 | majority | 50.0 ± 1.0 | +0.0 ± 2.0 | - | - |" in verifier
+    diagnosis = diagnosis_table(m, 1)
+    assert ("| diagnose_sft | 400 | 200 | 88.2% | arithmetic_slip 150, misread 20 | 30 of 50 (all right 5, "
+            "all wrong 3) |") in diagnosis
     path = write_report(m, 1, tmp_path / "report", "t")
     text = path.read_text()
-    assert "## Accuracy by group" in text and "## The DPO model as a verifier" in text
+    assert "## Accuracy by group" in text and "## Verifiers of N sampled" in text and "## Where chains go wrong" in text
     assert "rollouts 0 (generated in eval_sft), pairs 1," in text  # the time went to the SFT evaluation's pass
 
 
 def test_ablation_configs_and_table(tmp_path):
     config = build_config({"run": {"dir": str(tmp_path / "run")}, "rounds": 2})
-    cfgs = {v: variant_config(config, v) for v in VARIANTS}
+    cfgs = {v: variant_config(config, v, None if v == "mixture" else 700) for v in VARIANTS}
+    assert list(VARIANTS)[0] == "mixture"  # its step count is the others' budget
+    assert cfgs["mixture"].sft.steps is None and cfgs["cot_only"].sft.steps == cfgs["direct_only"].sft.steps == 700
     assert cfgs["direct_only"].sft.include_cot is False and cfgs["direct_only"].sft.include_direct is True
     assert cfgs["cot_only"].sft.include_direct is False
     assert all(c.rounds == 0 for c in cfgs.values())
     assert len({c.run.dir for c in cfgs.values()}) == 3
     assert len({c.distill.cache_dir for c in cfgs.values()}) == 1  # one teacher cache for the three
-    result = VariantResult("mixture", {"cot": {"all": acc(0.6)}, "direct": {"all": acc(0.2)}}, {"all": acc(0.61)})
-    assert "| mixture | all | 100 | 60.0 ± 1.0 | 61.0 ± 1.0 | 20.0 ± 1.0 |" in ablation_table([result])
+    result = VariantResult("mixture", {"cot": {"all": acc(0.6)}, "direct": {"all": acc(0.2)}}, {"all": acc(0.61)}, 700)
+    assert "| mixture | 700 | all | 100 | 60.0 ± 1.0 | 61.0 ± 1.0 | 20.0 ± 1.0 |" in ablation_table([result])
