@@ -19,7 +19,11 @@ documents). Layouts, fields and splits follow each benchmark's own loading code 
 | mathvista | testmini.json (pid -> record) | relative to the file's folder | multiple_choice / mathvista |
 
 Ids are `<benchmark>-<the benchmark's own question id>` where it has one, else `<benchmark>-<split>-<index>`
-(a record without its id gets a content hash, readers.record_id).
+(a record without its id gets a content hash, readers.record_id). A multiple-choice gold is written as the
+option's text, never its letter: AI2D has options that are themselves letters ("C", "A", "D", "B"), where a
+letter gold would name two options. Image paths are made absolute here (from `image_root`, or the release
+file's folder), so nothing joins `image_root` to them a second time. A parquet folder must hold files of the
+requested split (by file-name prefix or folder name); one that does not is refused, naming the split.
 """
 
 from __future__ import annotations
@@ -33,15 +37,15 @@ from reasoner_ray.core.config import DataSource
 
 # DataSource.split -> the names the releases use for it.
 SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",), "testmini": ("testmini",)}
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def _letter(index: Any) -> str | None:
+def _option(choices: Any, index: Any) -> str | None:
+    """The text of option `index` (a multiple-choice gold), or None when it names no option."""
     try:
         i = int(index)
     except (TypeError, ValueError):
         return None
-    return LETTERS[i] if 0 <= i < len(LETTERS) else None
+    return str(choices[i]) if isinstance(choices, (list, tuple)) and 0 <= i < len(choices) else None
 
 
 def _parquet_files(source: DataSource) -> list[Path] | None:
@@ -55,8 +59,13 @@ def _parquet_files(source: DataSource) -> list[Path] | None:
     if not files:
         return None
     names = SPLIT_NAMES[source.split]
-    of_split = [f for f in files if any(f.name.startswith(f"{n}-") or f.stem == n for n in names)]
-    return of_split or files
+    of_split = [f for f in files if any(f.name.startswith(f"{n}-") or f.stem == n or n in f.relative_to(path).parts[:-1]
+                                        for n in names)]
+    if not of_split:
+        shown = ", ".join(str(f.relative_to(path)) for f in files[:5]) + (", ..." if len(files) > 5 else "")
+        raise FileNotFoundError(f"no parquet file of split {source.split} ({' or '.join(names)}) in {source.path}; "
+                                f"it holds {shown}")
+    return of_split
 
 
 def _parquet_rows(files: list[Path]) -> Iterator[dict[str, Any]]:
@@ -99,15 +108,16 @@ def _row(bench: str, rid: Any, image: Any, question: Any, answer: Any, answer_ty
 
 
 def _image_path(root: Path, relative: str) -> str:
-    return str(root / relative)
+    """An absolute path: to_row would join a relative one to image_root again."""
+    return str((root / relative).absolute())
 
 
 # --- A-OKVQA ------------------------------------------------------------------------------------------------
 
 def read_aokvqa(source: DataSource) -> Iterator[dict[str, Any]]:
     def row(rec: dict[str, Any], image: Any) -> dict[str, Any]:
-        return _row("aokvqa", rec.get("question_id"), image, rec.get("question"), _letter(rec.get("correct_choice_idx")),
-                    "multiple_choice", choices=rec.get("choices"))
+        return _row("aokvqa", rec.get("question_id"), image, rec.get("question"),
+                    _option(rec.get("choices"), rec.get("correct_choice_idx")), "multiple_choice", choices=rec.get("choices"))
 
     files = _parquet_files(source)
     if files is not None:
@@ -120,7 +130,7 @@ def read_aokvqa(source: DataSource) -> Iterator[dict[str, Any]]:
     for rec in doc:
         name = f"{int(rec.get('image_id', -1)):012d}.jpg"
         folder = coco / f"{coco_split}2017"
-        yield row(rec, str((folder if folder.is_dir() else coco) / name))
+        yield row(rec, _image_path(folder if folder.is_dir() else coco, name))
 
 
 # --- ChartQA ------------------------------------------------------------------------------------------------
@@ -160,8 +170,10 @@ def read_scienceqa(source: DataSource) -> Iterator[dict[str, Any]]:
     files = _parquet_files(source)
     if files is not None:
         for i, rec in enumerate(_parquet_rows(files)):
+            if not _has_image(rec.get("image")):
+                continue  # a text-only question: not part of SQA-IMG, as in the official layout below
             yield _row("scienceqa", f"{source.split}-{i}", rec.get("image"),
-                       _with_context(rec.get("question"), rec.get("hint")), _letter(rec.get("answer")),
+                       _with_context(rec.get("question"), rec.get("hint")), _option(rec.get("choices"), rec.get("answer")),
                        "multiple_choice", choices=rec.get("choices"))
         return
     folder = Path(source.path or "")
@@ -176,8 +188,15 @@ def read_scienceqa(source: DataSource) -> Iterator[dict[str, Any]]:
         if not rec.get("image"):
             continue  # the paper evaluates the image questions (SQA-IMG); text-only questions are not rows
         yield _row("scienceqa", pid, _image_path(images / split / str(pid), rec["image"]),
-                   _with_context(rec.get("question"), rec.get("hint")), _letter(rec.get("answer")),
+                   _with_context(rec.get("question"), rec.get("hint")), _option(rec.get("choices"), rec.get("answer")),
                    "multiple_choice", choices=rec.get("choices"))
+
+
+def _has_image(value: Any) -> bool:
+    """A parquet image cell that holds an image (the HF struct {bytes, path} with either set, bytes, a path)."""
+    if isinstance(value, dict):
+        return bool(value.get("bytes") or value.get("path"))
+    return bool(value)
 
 
 # --- AI2D ---------------------------------------------------------------------------------------------------
@@ -187,7 +206,7 @@ def read_ai2d(source: DataSource) -> Iterator[dict[str, Any]]:
     if files is not None:
         for i, rec in enumerate(_parquet_rows(files)):
             yield _row("ai2d", f"{source.split}-{i}", rec.get("image"), rec.get("question"),
-                       _letter(rec.get("answer")), "multiple_choice", choices=rec.get("options"))
+                       _option(rec.get("options"), rec.get("answer")), "multiple_choice", choices=rec.get("options"))
         return
     folder = Path(source.path or "")
     ids_file = folder / "ai2d_test_ids.csv"
@@ -204,7 +223,8 @@ def read_ai2d(source: DataSource) -> Iterator[dict[str, Any]]:
         doc = _load_json(qfile)
         for text, q in (doc.get("questions") or {}).items():
             yield _row("ai2d", q.get("questionId"), _image_path(images, doc.get("imageName", image_name)), text,
-                       _letter(q.get("correctAnswer")), "multiple_choice", choices=q.get("answerTexts"))
+                       _option(q.get("answerTexts"), q.get("correctAnswer")), "multiple_choice",
+                       choices=q.get("answerTexts"))
 
 
 # --- DocVQA, InfographicVQA, TextVQA ------------------------------------------------------------------------
@@ -246,14 +266,14 @@ read_textvqa = _document_reader(
 # --- MathVista ----------------------------------------------------------------------------------------------
 
 def mathvista_row(rec: dict[str, Any], image: Any) -> dict[str, Any]:
-    """Multiple choice: the gold is stored as the choice's text; the row's answer is its letter. Free form: the
-    `mathvista` type (MathVista's own scorer, with the gold's decimals as its `precision`, so parquet's float64
-    precision is never needed). The unit, when there is one, is said in the question."""
+    """Multiple choice: the gold is the choice's text (a gold that is none of the choices is no gold). Free form:
+    the `mathvista` type (MathVista's own scorer, with the gold's decimals as its `precision`; README "Reward" says
+    where that differs from the record's `precision` field). The unit, when there is one, is said in the question."""
     question, answer, choices = rec.get("question"), rec.get("answer"), rec.get("choices")
     tags = [f"mathvista:{rec.get('question_type')}", f"mathvista:{rec.get('answer_type') or 'text'}"]
     if rec.get("question_type") == "multi_choice" and choices:
-        letter = _letter(choices.index(answer)) if answer in choices else None
-        return _row("mathvista", rec.get("pid"), image, question, letter, "multiple_choice", choices=choices, tags=tags)
+        gold = answer if answer in choices else None
+        return _row("mathvista", rec.get("pid"), image, question, gold, "multiple_choice", choices=choices, tags=tags)
     if rec.get("unit") and isinstance(question, str):
         question = f"{question} (Unit: {rec['unit']})"
     return _row("mathvista", rec.get("pid"), image, question, answer, "mathvista", tags=tags)

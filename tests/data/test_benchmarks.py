@@ -1,5 +1,5 @@
 """Every benchmark reader round-trips small files the test writes in the benchmark's official layout and in its
-HF parquet layout (generated images; nothing downloaded): ids, answer types, golds (letters for multiple
+HF parquet layout (generated images; nothing downloaded): ids, answer types, golds (the option's text for multiple
 choice), choices, context and tags; a record with a missing image is counted by reason, not lost."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def read(source: DataSource):
     return rows, bad
 
 
-def test_aokvqa_official_and_parquet(tmp_path):
+def test_aokvqa_official_and_parquet(tmp_path, monkeypatch):
     recs = [{"question_id": "q1", "image_id": 7, "question": "Why the leash?", "choices": ["dog", "fish", "cat", "cow"],
              "correct_choice_idx": 0, "direct_answers": ["dog"] * 10},
             {"question_id": "q2", "image_id": 8, "question": "What sport?", "choices": ["golf", "polo", "ski", "judo"],
@@ -71,14 +71,21 @@ def test_aokvqa_official_and_parquet(tmp_path):
     file = write_json(tmp_path / "aokvqa" / "aokvqa_v1p0_val.json", recs)
     rows, bad = read(DataSource(format="aokvqa", path=str(file), split="validation", image_root=str(tmp_path / "coco")))
     assert [(r.id, r.answer, r.answer_type, r.choices) for r in rows] == [
-        ("aokvqa-q1", "A", "multiple_choice", ["dog", "fish", "cat", "cow"]),
-        ("aokvqa-q2", "C", "multiple_choice", ["golf", "polo", "ski", "judo"])]
+        ("aokvqa-q1", "dog", "multiple_choice", ["dog", "fish", "cat", "cow"]),
+        ("aokvqa-q2", "ski", "multiple_choice", ["golf", "polo", "ski", "judo"])]
     assert bad == {"missing_image": 1}
     assert user_text(rows[0], "cot").endswith("A. dog\nB. fish\nC. cat\nD. cow\nGenerate a reason first and then output a letter.")
     parquet = write_parquet(tmp_path / "hf" / "validation-00000-of-00001.parquet", recs[:2])
     write_parquet(tmp_path / "hf" / "train-00000-of-00001.parquet", recs[2:])  # another split: not read
     rows, _ = read(DataSource(format="aokvqa", path=str(parquet.parent), split="validation"))
-    assert [(r.id, r.answer) for r in rows] == [("aokvqa-q1", "A"), ("aokvqa-q2", "C")]
+    assert [(r.id, r.answer) for r in rows] == [("aokvqa-q1", "dog"), ("aokvqa-q2", "ski")]
+    # a relative image_root is joined once (before: twice, and every row was missing_image)
+    monkeypatch.chdir(tmp_path)
+    rows, bad = read(DataSource(format="aokvqa", path="aokvqa/aokvqa_v1p0_val.json", split="validation", image_root="coco"))
+    assert len(rows) == 2 and bad == {"missing_image": 1}
+    (tmp_path / "hf" / "validation-00000-of-00001.parquet").unlink()  # no file of the split left: refused, named
+    with pytest.raises(FileNotFoundError, match="no parquet file of split validation"):
+        read(DataSource(format="aokvqa", path=str(parquet.parent), split="validation"))
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
@@ -116,13 +123,18 @@ def test_scienceqa_image_questions_of_the_split_with_context(tmp_path):
     save_png(folder / "images" / "test" / "10" / "image.png")
     save_png(folder / "images" / "test" / "12" / "image.png")
     rows, bad = read(DataSource(format="scienceqa", path=str(folder), split="test"))
-    assert [(r.id, r.answer, r.choices) for r in rows] == [("scienceqa-10", "A", ["mole", "duck"]),
-                                                          ("scienceqa-12", "C", ["iron", "wood", "gold"])] and not bad
+    assert [(r.id, r.answer, r.choices) for r in rows] == [("scienceqa-10", "mole", ["mole", "duck"]),
+                                                          ("scienceqa-12", "gold", ["iron", "wood", "gold"])] and not bad
     assert rows[0].question == "Context: Moles live underground.\nWhich animal digs?" and rows[1].question == "Which is a magnet?"
     parquet = write_parquet(tmp_path / "hf" / "ScienceQA-IMG" / "test-00000-of-00001.parquet", [
-        {"question": "Which animal digs?", "choices": ["mole", "duck"], "answer": 1, "hint": "Moles live underground."}])
-    rows, _ = read(DataSource(format="scienceqa", path=str(parquet), split="test"))
-    assert (rows[0].answer, rows[0].question) == ("B", "Context: Moles live underground.\nWhich animal digs?")
+        {"question": "Which animal digs?", "choices": ["mole", "duck"], "answer": 1, "hint": "Moles live underground."},
+        {"question": "Text only?", "choices": ["a", "b"], "answer": 0, "hint": ""}])
+    table = pq.read_table(parquet).to_pylist()
+    table[1]["image"] = None  # the HF copy keeps text-only questions with no image; the official layout drops them
+    pq.write_table(pa.Table.from_pylist(table), parquet)
+    rows, bad = read(DataSource(format="scienceqa", path=str(parquet), split="test"))
+    assert [(r.answer, r.question) for r in rows] == [("duck", "Context: Moles live underground.\nWhich animal digs?")]
+    assert not bad
 
 
 def test_ai2d_official_test_ids_and_parquet_index_strings(tmp_path):
@@ -134,12 +146,20 @@ def test_ai2d_official_test_ids_and_parquet_index_strings(tmp_path):
                                                           "correctAnswer": n, "questionId": f"{n}.png-0"}}})
     (folder / "ai2d_test_ids.csv").write_text("2\n")
     rows, _ = read(DataSource(format="ai2d", path=str(folder), split="test"))
-    assert [(r.id, r.answer, r.choices) for r in rows] == [("ai2d-2.png-0", "C", ["egg", "larva", "pupa", "adult"])]
+    assert [(r.id, r.answer, r.choices) for r in rows] == [("ai2d-2.png-0", "pupa", ["egg", "larva", "pupa", "adult"])]
     assert len(read(DataSource(format="ai2d", path=str(folder), split="train"))[0]) == 2
+    # Options that are themselves letters, in another order: the gold is option 2 (C), whose text is "D"
     parquet = write_parquet(tmp_path / "hf" / "data" / "test-00000-of-00001.parquet", [
-        {"question": "Which label shows the larva?", "options": ["A", "B", "C", "D"], "answer": "2"}])
+        {"question": "Which label shows the larva?", "options": ["C", "A", "D", "B"], "answer": "2"}])
     rows, _ = read(DataSource(format="ai2d", path=str(parquet.parent), split="test"))
-    assert (rows[0].answer, rows[0].answer_type) == ("C", "multiple_choice")
+    assert (rows[0].answer, rows[0].answer_type) == ("D", "multiple_choice")
+    from reasoner_ray.core.prompts import gold_for_response
+    from reasoner_ray.core.reward import score
+
+    assert gold_for_response(rows[0]) == "C"  # SFT teaches the letter of the third option
+    assert score("### Answer: C", rows[0].answer, "multiple_choice", rows[0].choices).correct
+    assert not score("### Answer: A", rows[0].answer, "multiple_choice", rows[0].choices).correct
+    assert not score("### Answer: D", rows[0].answer, "multiple_choice", rows[0].choices).correct
 
 
 def test_docvqa_infovqa_textvqa_official_and_parquet(tmp_path):
@@ -176,7 +196,7 @@ def test_docvqa_infovqa_textvqa_official_and_parquet(tmp_path):
         assert rows[0].id == f"{fmt}-{rec.get('questionId', rec.get('question_id'))}" and rows[0].answer == rec["answers"]
 
 
-def test_mathvista_choice_text_to_letter_and_units(tmp_path):
+def test_mathvista_choice_text_and_units(tmp_path):
     data = tmp_path / "MathVista" / "data"
     save_png(data / "images" / "1.jpg")
     save_png(data / "images" / "2.jpg")
@@ -191,7 +211,7 @@ def test_mathvista_choice_text_to_letter_and_units(tmp_path):
     }
     write_json(data / "testmini.json", testmini)
     rows, bad = read(DataSource(format="mathvista", path=str(data), split="testmini"))
-    assert [(r.id, r.answer, r.answer_type) for r in rows] == [("mathvista-1", "C", "multiple_choice"),
+    assert [(r.id, r.answer, r.answer_type) for r in rows] == [("mathvista-1", "7", "multiple_choice"),
                                                               ("mathvista-2", "7.5", "mathvista")]
     assert rows[1].question == "What is the length of AB? (Unit: cm)" and "mathvista:float" in rows[1].tags
     assert bad == {"empty_answer": 1}  # a multiple-choice gold that is none of the choices is counted, not guessed
@@ -201,4 +221,4 @@ def test_mathvista_choice_text_to_letter_and_units(tmp_path):
     parquet = write_parquet(tmp_path / "hf" / "data" / "testmini-00000-of-00001.parquet", records, image_key="decoded_image")
     write_parquet(tmp_path / "hf" / "data" / "test-00000-of-00001.parquet", records[:1], image_key="decoded_image")
     rows, _ = read(DataSource(format="mathvista", path=str(parquet.parent), split="testmini"))
-    assert [(r.id, r.answer) for r in rows] == [("mathvista-1", "C"), ("mathvista-2", "7.5")]
+    assert [(r.id, r.answer) for r in rows] == [("mathvista-1", "7"), ("mathvista-2", "7.5")]
