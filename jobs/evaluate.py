@@ -8,10 +8,12 @@ with its benchmark's metric; prints the paper-style table (benchmarks x styles, 
 Benchmarks: the config's `evaluate.benchmarks` (name -> data source), else `data.eval`. Styles, max_tokens:
 the `eval` section. With `eval.samples=N --reference <the DPO reference folder>`, N sampled CoT chains per
 question are also ranked by the model's implicit reward (the verifier) against majority voting.
-Output (--out, default <run.dir>/evaluate/<model>): one folder per benchmark (replies, scores, summary.json),
-table.md, results.json (per benchmark and group, tokens, cost for a priced endpoint), replies.jsonl (every
-scored reply). Rerunning resumes: finished benchmarks are read back, and an endpoint's
-replies come from the cache (<out>/cache, or evaluate.cache_dir), so nothing is sent twice.
+Output (--out, default <run.dir>/evaluate/<the model folder's path, or the endpoint's model[@revision]>): one
+folder per benchmark (replies, scores, summary.json), table.md, results.json (per benchmark and group, tokens,
+cost for a priced endpoint), replies.jsonl (every scored reply). Rerunning resumes: a finished benchmark is read
+back when the same model produced it (a folder's content hash; an endpoint's model and
+`evaluate.endpoint.revision`), else evaluated again; an endpoint's replies come from the cache (<out>/cache, or
+evaluate.cache_dir, keyed by model and revision), so nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -66,12 +68,14 @@ def _evaluate(config, args) -> int:
         if not endpoint.model:
             raise PreflightError("an endpoint needs the model name it serves: --endpoint-model or evaluate.endpoint.model")
         name = endpoint.model
-        out = Path(args.out or Path(config.run.dir) / "evaluate" / _slug(name))
+        out = Path(args.out or Path(config.run.dir) / "evaluate" / _slug(f"{name}@{endpoint.revision}"
+                                                                          if endpoint.revision else name))
         backend = EndpointBackend(endpoint, config.evaluate.cache_dir or str(out / "cache"))
     else:
         path = args.model or resolve_model_path(config)
         check_model(config, path, f"--model {path}" if args.model else None)
-        out = Path(args.out or Path(config.run.dir) / "evaluate" / _slug(Path(path).name))
+        # the whole path, not its last part: every exported round's folder is named `model`
+        out = Path(args.out or Path(config.run.dir) / "evaluate" / _slug(str(Path(path).absolute())))
         backend = ModelBackend(path)
     named = "evaluate.benchmarks." if config.evaluate.benchmarks else "data."
     check_sources({f"{named}{name}": source for name, source in benchmark_sources(config).items()})

@@ -95,6 +95,9 @@ class EndpointConfig(_Section):
 
     base_url: str = ""
     model: str = ""
+    # What the served model is, beyond its name (a deploy id, a checkpoint hash): part of every cached reply's key
+    # and of what an evaluation's results are keyed by, so a model redeployed under the same name is called anew.
+    revision: str = ""
     api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key (never the key)
     concurrency: int = 64
     requests_per_minute: float | None = None

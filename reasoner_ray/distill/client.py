@@ -57,6 +57,12 @@ class CallSettings:
     concurrency: int
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
+    revision: str = ""  # EndpointConfig.revision
+
+    @property
+    def cache_model(self) -> str:
+        """The model as the response cache keys it: its name, and its revision when one is given."""
+        return f"{self.model}@{self.revision}" if self.revision else self.model
 
 
 def endpoint_settings(endpoint: EndpointConfig, sampling: dict[str, Any], actors: int) -> CallSettings:
@@ -68,7 +74,7 @@ def endpoint_settings(endpoint: EndpointConfig, sampling: dict[str, Any], actors
         sampling=sampling, timeout_s=endpoint.timeout_s, max_retries=endpoint.max_retries,
         backoff_base_s=endpoint.backoff_base_s, backoff_max_s=endpoint.backoff_max_s,
         concurrency=math.ceil(endpoint.concurrency / actors), requests_per_minute=share(endpoint.requests_per_minute),
-        tokens_per_minute=share(endpoint.tokens_per_minute),
+        tokens_per_minute=share(endpoint.tokens_per_minute), revision=endpoint.revision,
     )
 
 

@@ -70,7 +70,7 @@ def _probe_request(config: Config, settings: CallSettings, cache: ResponseCache)
         if checked.row is None:
             continue  # counted by the stage itself, as rejected with its reason
         messages = teacher_messages(checked.row, to_data_url(checked.row.image), config.teacher.include_answer)
-        key = request_key(settings.model, messages, settings.sampling)
+        key = request_key(settings.cache_model, messages, settings.sampling)
         if cache.get(key) is None:
             return messages, key
     return None

@@ -38,7 +38,7 @@ class TeacherStage(CallStage):
         except ImageError as err:
             return record(row.id, "rejected", "read", err.reason, err.detail, source=row.source)
         messages = teacher_messages(row, url, self.include_answer)
-        return row, request_key(self.settings.model, messages, self.settings.sampling), messages
+        return row, request_key(self.settings.cache_model, messages, self.settings.sampling), messages
 
     def __call__(self, batch) -> dict[str, list[Any]]:
         outputs: list[dict[str, Any] | None] = []

@@ -1,12 +1,18 @@
 """One way to get a model: a local HF folder, a hub id, or (when `model.path` is empty) the tiny model.
 
 `resolve_model_path` turns the config into a path or hub id that both transformers and vLLM accept;
-`load_model_and_processor` loads it with the Auto classes (any image-text-to-text family).
+`load_model_and_processor` loads it with the Auto classes (any image-text-to-text family);
+`model_fingerprint` tells two model folders apart by content (what an evaluation's results are keyed by).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
+
+_WHOLE_FILE = 64 << 20  # files up to this size are hashed whole; larger ones (weights) by spread-out chunks
+_CHUNKS, _CHUNK = 64, 64 << 10
 
 from reasoner_ray.core.config import Config
 
@@ -18,6 +24,28 @@ def resolve_model_path(config: Config) -> str:
 
     cache = Path(config.model.cache_dir)
     return str(ensure_tiny_model(config.model.family, config.model.tiny, config.run.seed, cache))
+
+
+def model_fingerprint(path: str) -> str:
+    """A content hash of a model folder (a hub id or missing folder hashes its name): every file's relative name
+    and size, small files whole, weight files by 64 chunks of 64 KiB spread over them. Two trainings of one
+    model differ in every weight, so sampled chunks tell them apart without reading 16 GB."""
+    folder = Path(path)
+    digest = hashlib.sha256()
+    if not folder.is_dir():
+        digest.update(str(path).encode())
+        return digest.hexdigest()[:16]
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(folder)}:{size}\n".encode())
+        with file.open("rb") as fh:
+            if size <= _WHOLE_FILE:
+                digest.update(fh.read())
+                continue
+            for i in range(_CHUNKS):
+                fh.seek(i * (size - _CHUNK) // (_CHUNKS - 1), os.SEEK_SET)
+                digest.update(fh.read(_CHUNK))
+    return digest.hexdigest()[:16]
 
 
 def torch_dtype(name: str):

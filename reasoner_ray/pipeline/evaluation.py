@@ -58,6 +58,12 @@ class ModelBackend:
     def name(self) -> str:
         return self.path
 
+    def identity(self) -> dict:
+        """What produced the replies: the folder and a hash of its content (a re-exported round differs)."""
+        from reasoner_ray.models.loading import model_fingerprint
+
+        return {"model": str(Path(self.path).absolute()), "fingerprint": model_fingerprint(self.path)}
+
 
 @dataclass(frozen=True)
 class EndpointBackend:
@@ -91,6 +97,11 @@ class EndpointBackend:
     @property
     def name(self) -> str:
         return f"{self.endpoint.model} at {self.endpoint.base_url}"
+
+    def identity(self) -> dict:
+        """What produced the replies: the endpoint, the served model's name and the revision the user gave."""
+        e = self.endpoint
+        return {"endpoint": e.base_url, "model": e.model, "revision": e.revision}
 
 
 @dataclass
@@ -286,26 +297,35 @@ def verifier_table(results: dict[str, EvalResult]) -> str:
 
 def evaluate_benchmarks(config: Config, backend, out_dir: Path, reference: str | None = None) -> dict[str, EvalResult]:
     """Every benchmark of `evaluate.benchmarks` (or data.eval) under out_dir/<name>/; a benchmark whose folder
-    is complete is read back, not redone. With `eval.samples` > 0 and a `reference` model folder (a model-folder
+    is complete is read back, not redone, when the same model (backend.identity: a folder's content hash, an
+    endpoint's model and revision), source, eval settings and reference produced it; otherwise it is redone. With `eval.samples` > 0 and a `reference` model folder (a model-folder
     backend only: the verifier needs log-probs), each benchmark also gets the verifier's comparison.
     Writes table.md, results.json and replies.jsonl in out_dir."""
     import shutil
 
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, EvalResult] = {}
+    produced_by = {**backend.identity(), "eval": config.eval.model_dump(mode="json"),
+                   "reference": ModelBackend(reference).identity() if reference else None}
     for name, source in benchmark_sources(config).items():
         folder = out_dir / name
+        wanted = {**produced_by, "source": source.model_dump(mode="json")}
         if (folder / "result.json").is_file():
-            log.info("benchmark %s: done earlier, read back", name)
-            results[name] = load_result(folder)
-            continue
+            done = json.loads((folder / "result.json").read_text()).get("produced_by")
+            if done == wanted:
+                log.info("benchmark %s: done earlier, read back", name)
+                results[name] = load_result(folder)
+                continue
+            log.warning("benchmark %s: the results in %s were produced by %s, not %s: evaluating again", name,
+                        folder, done, wanted)
         shutil.rmtree(folder, ignore_errors=True)
         log.info("benchmark %s: %s (%s) with %s", name, source.format, source.path or source.split, backend.name)
         res = evaluate_source(config, backend, source, folder)
         if config.eval.samples > 0 and reference and isinstance(backend, ModelBackend):
             res.verifier = verify_source(config, backend.path, reference, source, folder / "verify")
         (folder / "result.json").write_text(json.dumps({"questions": res.questions, "replies": res.replies,
-                                                         "tokens": res.tokens, "verifier": res.verifier}))
+                                                         "tokens": res.tokens, "verifier": res.verifier,
+                                                         "produced_by": wanted}))
         results[name] = res
     styles = list(config.eval.styles)
     table = paper_table(results, styles)
@@ -318,7 +338,7 @@ def evaluate_benchmarks(config: Config, backend, out_dir: Path, reference: str |
     tokens = Counter()
     for res in results.values():
         tokens.update(res.tokens)
-    report = {"model": backend.name, "benchmarks": {n: {"questions": r.questions, "replies": r.replies,
+    report = {"model": backend.name, "produced_by": backend.identity(), "benchmarks": {n: {"questions": r.questions, "replies": r.replies,
                                                          "summary": r.summary, "tokens": r.tokens,
                                                          "verifier": r.verifier}
                                                      for n, r in results.items()},

@@ -47,7 +47,7 @@ class EndpointGenerationActor(CallStage):
                     sampling = {"temperature": temperature, "max_tokens": plan.max_tokens}
                     if temperature > 0:
                         sampling.update(top_p=plan.top_p, seed=sample_seed(plan, row.id, offset + i))
-                    key = request_key(self.settings.model, messages, sampling)
+                    key = request_key(self.settings.cache_model, messages, sampling)
                     yield row, style, temperature, offset + i, (key, messages, sampling)
                 offset += n
 
