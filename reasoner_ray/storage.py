@@ -94,6 +94,17 @@ class RunDir:
         if self.fs is not None:
             self.fs.delete_dir_contents(self._remote(stage_dir(stage)), missing_dir_ok=True)
 
+    def stages_on_disk(self) -> list[str]:
+        """Every stage with a folder in the local run directory (completed or not)."""
+        from reasoner_ray.core.rundir import stage_of_folder
+
+        found = []
+        for folder in sorted(p for p in self.root.rglob("*") if p.is_dir() and (p / "work").is_dir()):
+            stage = stage_of_folder(folder.relative_to(self.root).as_posix())
+            if stage is not None:
+                found.append(stage)
+        return found
+
     def ensure_local(self, stage: str) -> None:
         """Make a completed stage's output available locally (after a restart on another node)."""
         if self.fs is not None and not self.output(stage).exists():

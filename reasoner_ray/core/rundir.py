@@ -39,6 +39,17 @@ def round_stage(round_index: int, name: str) -> str:
     return f"r{round_index}/{name}"
 
 
+def stage_of_folder(folder: str) -> str | None:
+    """The stage whose folder (relative to the run directory) this is, else None; the inverse of stage_dir."""
+    for name, rel in _FOLDERS.items():
+        if folder == rel:
+            return name
+    parts = folder.split("/")
+    if len(parts) == 3 and parts[0] == "rounds" and parts[1][:1] == "r" and parts[1][1:].isdigit() and parts[2] in ROUND_STAGES:
+        return f"{parts[1]}/{parts[2]}"
+    return None
+
+
 def stage_dir(stage: str) -> str:
     """Folder of a stage, relative to the run directory."""
     if stage in _FOLDERS:

@@ -22,9 +22,10 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
                  "rollout.top_p", "rollout.limit", "run.seed"),
     "rewards": (),
     "pairs": ("pairs",),
-    "reference": ("dpo.reference", "train.max_length"),
+    # reuse_sampled_logps decides where a completion ends (the sampled end-of-turn, or TRL's whole turn)
+    "reference": ("dpo.reference", "dpo.reuse_sampled_logps", "train.max_length"),
     "dpo": ("dpo.loss", "dpo.beta", "dpo.label_smoothing", "dpo.nll_weight", "dpo.lr", "dpo.global_batch_size",
-            "dpo.epochs", "dpo.freeze_vision", "dpo.freeze_projector", *_TRAINING),
+            "dpo.epochs", "dpo.freeze_vision", "dpo.freeze_projector", "dpo.reuse_sampled_logps", *_TRAINING),
     "verifier": ("verifier", "train.max_length", *_TRAINING),
     "verify": ("data.eval", "data.validation", "eval.samples", "eval.sample_temperature", "eval.max_tokens",
                "dpo.beta", "verifier.beta", "train.max_length"),
@@ -62,8 +63,12 @@ def stage_inputs(config_tree: dict[str, Any], stage: str) -> dict[str, Any]:
     return out
 
 
+ABSENT = "<not recorded>"
+
+
 def changed_inputs(recorded: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, recorded value, current value) for each key whose value differs. Keys on one side only are left out:
-    they come from another version of the project, not from the user's config."""
-    return [(key, recorded[key], current[key]) for key in sorted(set(recorded) & set(current))
-            if recorded[key] != current[key]]
+    """(key, recorded value, current value) for each key whose value differs. A key on one side only (a stage
+    completed by a version of the project that did not record it, or one that no longer does) counts as changed,
+    shown as ABSENT: nothing says the result would be the same."""
+    return [(key, recorded.get(key, ABSENT), current.get(key, ABSENT)) for key in sorted(set(recorded) | set(current))
+            if recorded.get(key, ABSENT) != current.get(key, ABSENT)]

@@ -7,12 +7,16 @@ depended on. A job killed at any moment and started again therefore redoes at mo
 resuming that stage's own work; a stage that raises is not recorded, so the same command runs it again.
 
 `redo(stage)` forgets a completed stage and every stage after it and clears their folders (work/ too: a
-finished training's checkpoints would otherwise make the redo a no-op); run-level caches (the teacher's
-responses under <run dir>/cache) are kept. A config that changed since stages completed is reported per stage.
+finished training's checkpoints would otherwise make the redo a no-op), and the folder of a stage that started
+but never completed (it came after the last completed one, so after `stage`: its checkpoints were trained on
+what the redo replaces); run-level caches (the teacher's responses under <run dir>/cache) are kept. A config
+that changed since stages completed is reported per stage; an unfinished stage whose config inputs changed since
+it started has its work/ cleared before it runs again (a half-trained model on other settings is not resumed).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,9 +28,11 @@ from reasoner_ray.core.config import Config
 from reasoner_ray.core.errors import PreflightError, StageFailed
 from reasoner_ray.core.rundir import StageRecord, stage_dir
 from reasoner_ray.core.stage_inputs import changed_inputs, stage_inputs
-from reasoner_ray.storage import RunDir
+from reasoner_ray.storage import RunDir, write_atomic
 
 log = logging.getLogger(__name__)
+
+_ATTEMPT_INPUTS = "attempt_inputs.json"  # in an unfinished stage's work/: the config inputs it started with
 
 
 @dataclass
@@ -85,8 +91,10 @@ class StageRunner:
             log.warning("--redo %s: that stage has not completed in %s; nothing to redo", stage, self.config.run.dir)
             return []
         self.run_dir.save_manifest(self.manifest)  # first: a kill below must not leave half-cleared stages recorded
-        for name in dropped:
+        unfinished = [name for name in self.run_dir.stages_on_disk() if not self.manifest.done(name) and name not in dropped]
+        for name in dropped + unfinished:
             self.run_dir.reset(name)
+        dropped += unfinished
         log.info("redoing %s (cleared, with their work folders; caches under %s/cache are kept)",
                  ", ".join(dropped), self.config.run.dir)
         return dropped
@@ -98,7 +106,9 @@ class StageRunner:
             log.info("stage %-14s done earlier (in %d, out %d), skipped", name, rec.inputs, rec.outputs)
             return rec
         log.info("stage %-14s starting", name)
+        self._forget_other_attempt(name)
         self.run_dir.begin(name)
+        write_atomic(self.run_dir.work(name) / _ATTEMPT_INPUTS, json.dumps(stage_inputs(self.tree, name), indent=2))
         started = time.time()
         try:
             counts = fn(StageIO(name, self.run_dir.output(name), self.run_dir.work(name), self.run_dir))
@@ -111,6 +121,19 @@ class StageRunner:
         self.run_dir.save_manifest(self.manifest)
         log.info("stage %-14s done in %.1f s (in %d, out %d)", name, seconds, counts.inputs, counts.outputs)
         return rec
+
+    def _forget_other_attempt(self, name: str) -> None:
+        """An earlier attempt of this stage on other config inputs: its work/ (checkpoints) is not resumed."""
+        record = self.run_dir.work(name) / _ATTEMPT_INPUTS
+        if not record.is_file():
+            return
+        earlier = json.loads(record.read_text())
+        current = stage_inputs(self.tree, name)
+        changes = changed_inputs(earlier, current)
+        if changes:
+            log.warning("stage %s: an unfinished attempt ran with other settings (%s); starting it afresh", name,
+                        _describe(changes))
+            self.run_dir.reset(name)
 
     def output(self, name: str) -> Path:
         return self.run_dir.output(name)

@@ -7,7 +7,7 @@ import pytest
 
 from reasoner_ray.core.config import build_config
 from reasoner_ray.core.errors import JobError, PreflightError, StageFailed, one_line, root_cause
-from reasoner_ray.core.stage_inputs import changed_inputs, stage_inputs, stage_kind
+from reasoner_ray.core.stage_inputs import ABSENT, changed_inputs, stage_inputs, stage_kind
 
 
 class FakeRayTaskError(Exception):
@@ -58,9 +58,11 @@ def test_stage_kind_and_inputs():
 
 @pytest.mark.parametrize("recorded, current, expected", [
     ({"a": 1, "b": 2}, {"a": 1, "b": 3}, [("b", 2, 3)]),
-    ({"a": 1}, {"a": 1, "new": 5}, []),  # a key from a newer version of the project is not a user's change
+    # a key on one side only: nothing says the stage would give the same result (dpo.reuse_sampled_logps was added
+    # to the reference and dpo stages' inputs after runs had completed them)
+    ({"a": 1}, {"a": 1, "new": 5}, [("new", ABSENT, 5)]),
     ({"a": [1.0, 1.2]}, {"a": [1.0]}, [("a", [1.0, 1.2], [1.0])]),
-    ({}, {"a": 1}, []),  # a stage recorded before inputs were tracked
+    ({"a": 1, "gone": 2}, {"a": 1}, [("gone", 2, ABSENT)]),
 ])
 def test_changed_inputs(recorded, current, expected):
     assert changed_inputs(recorded, current) == expected

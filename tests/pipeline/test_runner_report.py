@@ -86,6 +86,49 @@ def test_redo_forgets_the_stage_and_all_after_it_and_clears_their_work(tmp_path)
     assert StageRunner(config, redo="r1/dpo").manifest.done("eval_sft")  # not completed: nothing dropped
 
 
+def test_redo_also_clears_an_unfinished_later_stage(tmp_path):
+    """`--redo sft` while r1/dpo was half-trained: its checkpoints were trained on the old SFT's pairs and must not
+    be resumed (nor, at its last step, re-exported)."""
+    config = build_config({"run": {"dir": str(tmp_path / "run")}})
+    runner = StageRunner(config)
+    _three_stages(runner, [])
+
+    def half_trained(io):
+        (io.work / "checkpoint_step_7").write_text("trained on the old pairs")
+        raise RuntimeError("killed")
+
+    with pytest.raises(StageFailed):
+        runner.run("r1/dpo", half_trained)
+    assert (tmp_path / "run" / "rounds" / "r1" / "dpo" / "work" / "checkpoint_step_7").exists()
+    StageRunner(config, redo="sft")
+    assert not (tmp_path / "run" / "rounds" / "r1" / "dpo").exists()
+    assert (tmp_path / "run" / "distill" / "work" / "ckpt").exists()
+
+
+def test_an_unfinished_stage_started_with_other_settings_starts_afresh(tmp_path, caplog):
+    run = {"dir": str(tmp_path / "run")}
+
+    def half_trained(io):
+        (io.work / "checkpoint").write_text("lr 5e-6")
+        raise RuntimeError("killed")
+
+    with pytest.raises(StageFailed):
+        StageRunner(build_config({"run": run})).run("sft", half_trained)
+    seen = []
+
+    def resume(io):
+        seen.append((io.work / "checkpoint").exists())
+        return StageCounts(1, 1)
+
+    with pytest.raises(StageFailed):  # same settings: the checkpoint is resumed
+        StageRunner(build_config({"run": run})).run("sft", lambda io: (seen.append((io.work / "checkpoint").exists()),
+                                                                         half_trained(io)))
+    with caplog.at_level("WARNING"):
+        StageRunner(build_config({"run": run, "sft": {"lr": 1e-4}})).run("sft", resume)
+    assert seen == [True, False]
+    assert "stage sft: an unfinished attempt ran with other settings (sft.lr: 5e-06 -> 0.0001)" in caplog.text
+
+
 def test_file_uri_run_dir_goes_through_pyarrow(tmp_path):
     uri = f"file://{tmp_path / 'remote'}"
     config = build_config({"run": {"dir": uri}})
