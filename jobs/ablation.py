@@ -12,23 +12,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import log_to_run_dir, parse_config, run_guarded, setup_logging  # noqa: E402
+from reasoner_ray.cli import parse_config, run_job, setup_logging  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = parse_config(argv, __doc__)
-    return run_guarded(lambda: _run(config), log_to_run_dir(config.run.dir))
+    return run_job(lambda: _run(config), run_dir=config.run.dir, locks=[config.run.dir])
 
 
 def _run(config) -> int:
     from reasoner_ray.pipeline.ablation import ablation_table, run_ablation
-    from reasoner_ray.pipeline.lock import hold_run_dir
     from reasoner_ray.ray_utils import init_ray
 
-    with hold_run_dir(config.run.dir):
-        init_ray()
-        table = ablation_table(run_ablation(config))
+    init_ray()
+    table = ablation_table(run_ablation(config))
     out = Path(config.run.dir) / "ablation" / "ablation.md"
     out.write_text(f"# SFT data ablation: {config.run.name}\n\n{table}\n")
     print("\n" + table + f"\n\nwritten to {out}")

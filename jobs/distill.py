@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import parse_job_args, run_guarded, setup_logging  # noqa: E402
+from reasoner_ray.cli import output_locks, parse_job_args, run_job, setup_logging  # noqa: E402
 
 log = logging.getLogger("distill")
 
@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--out", default=None, help="output folder (default: <run.dir>/distill)")
 
     config, args = parse_job_args(argv, __doc__, add_arguments)
-    return run_guarded(lambda: _run(config, args.out or os.path.join(config.run.dir, "distill")))
+    out = args.out or os.path.join(config.run.dir, "distill")
+    return run_job(lambda: _run(config, out), locks=output_locks(config, out))
 
 
 def _run(config, out_dir: str) -> int:

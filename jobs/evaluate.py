@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import log_to_run_dir, parse_job_args, run_guarded, setup_logging  # noqa: E402
+from reasoner_ray.cli import parse_job_args, run_job, setup_logging  # noqa: E402
 
 
 def _arguments(parser) -> None:
@@ -45,15 +45,16 @@ def _slug(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config, args = parse_job_args(argv, __doc__, _arguments)
-    return run_guarded(lambda: _evaluate(config, args), log_to_run_dir(config.run.dir))
+    return run_job(lambda: _evaluate(config, args))
 
 
 def _evaluate(config, args) -> int:
+    from reasoner_ray.cli import driver_log_path, log_to_file
     from reasoner_ray.core.errors import PreflightError
     from reasoner_ray.models.loading import resolve_model_path
-    from reasoner_ray.pipeline.evaluation import EndpointBackend, ModelBackend, benchmark_sources, evaluate_benchmarks
-    from reasoner_ray.pipeline.preflight import check_model, check_sources
-    from reasoner_ray.ray_utils import init_ray
+    from reasoner_ray.pipeline.evaluation import EndpointBackend, ModelBackend
+    from reasoner_ray.pipeline.lock import hold_run_dir
+    from reasoner_ray.pipeline.preflight import check_model
 
     endpoint = config.evaluate.endpoint
     if args.model and (args.endpoint or endpoint.base_url):
@@ -77,6 +78,16 @@ def _evaluate(config, args) -> int:
         # the whole path, not its last part: every exported round's folder is named `model`
         out = Path(args.out or Path(config.run.dir) / "evaluate" / _slug(str(Path(path).absolute())))
         backend = ModelBackend(path)
+    with hold_run_dir(str(out)):  # one job per output folder; its log goes there once the folder is ours
+        log_to_file(driver_log_path(str(out)))
+        return _evaluate_into(config, args, backend, out)
+
+
+def _evaluate_into(config, args, backend, out: Path) -> int:
+    from reasoner_ray.pipeline.evaluation import ModelBackend, benchmark_sources, evaluate_benchmarks
+    from reasoner_ray.pipeline.preflight import check_model, check_sources
+    from reasoner_ray.ray_utils import init_ray
+
     named = "evaluate.benchmarks." if config.evaluate.benchmarks else "data."
     check_sources({f"{named}{name}": source for name, source in benchmark_sources(config).items()})
     if config.eval.samples > 0 and not (args.reference and isinstance(backend, ModelBackend)):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import log_to_run_dir, parse_job_args, run_guarded, setup_logging  # noqa: E402
+from reasoner_ray.cli import parse_job_args, run_job, setup_logging  # noqa: E402
 
 log = logging.getLogger("iterative_dpo")
 
@@ -31,17 +31,15 @@ def _arguments(parser) -> None:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config, args = parse_job_args(argv, __doc__, _arguments)
-    return run_guarded(lambda: _run(config, args.redo), log_to_run_dir(config.run.dir))
+    return run_job(lambda: _run(config, args.redo), run_dir=config.run.dir, locks=[config.run.dir])
 
 
 def _run(config, redo: str | None) -> int:
     from reasoner_ray.pipeline.iterative import run_pipeline
-    from reasoner_ray.pipeline.lock import hold_run_dir
     from reasoner_ray.ray_utils import init_ray
 
-    with hold_run_dir(config.run.dir):
-        init_ray()
-        result = run_pipeline(config, redo=redo)
+    init_ray()
+    result = run_pipeline(config, redo=redo)
     print("\n" + result.table)
     print(f"\nreport: {result.report_path}")
     return 0

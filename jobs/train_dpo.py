@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import parse_job_args, run_guarded, setup_logging  # noqa: E402
+from reasoner_ray.cli import output_locks, parse_job_args, run_job, setup_logging  # noqa: E402
 
 
 def _arguments(parser) -> None:
@@ -24,7 +24,7 @@ def _arguments(parser) -> None:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config, args = parse_job_args(argv, __doc__, _arguments)
-    return run_guarded(lambda: _run(config, args))
+    return run_job(lambda: _run(config, args), locks=output_locks(config, args.out))
 
 
 def _run(config, args) -> int:

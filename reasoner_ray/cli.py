@@ -1,21 +1,23 @@
-"""Command-line plumbing shared by the entry scripts in jobs/: `--config FILE` plus `key=value` overrides, the
-driver log in the run directory, and `run_guarded`: one line per failure on the console, the traceback in the
-log file (the run directory's, or <project tmp>/logs/ for a job without one), the exit code of the failure
-(README.md (Resuming))."""
+"""Command-line plumbing shared by the entry scripts in jobs/: `--config FILE` plus `key=value` overrides, and
+`run_job`: the locks of the folders a job writes (pipeline/lock.py), then the driver log in the run directory,
+then the job's body under `run_guarded`: one line per failure on the console, the traceback in the log file (the
+run directory's, or <project tmp>/logs/ for a job without one), the exit code of the failure (README.md
+(Resuming))."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from reasoner_ray.core.config import Config, ConfigError, load_config
 from reasoner_ray.core.errors import JobError, one_line, root_cause
 
 INTERRUPTED = 130  # the shell's code for a job stopped by Ctrl-C
-_failure_log = logging.getLogger("reasoner_ray.failure")  # the log file only (see log_to_run_dir)
+_failure_log = logging.getLogger("reasoner_ray.failure")  # the log file only (see log_to_file)
 _failure_log.propagate = False
 
 
@@ -49,23 +51,64 @@ def setup_logging(level: int = logging.INFO) -> None:
     )
 
 
-def log_to_run_dir(run_dir: str) -> str:
-    """Also write the driver's log, and the traceback of a failure, to <run dir>/logs/driver.log (for a URI run
-    directory, its local mirror; Ray's own logs stay in its session folder). Returns the file's path."""
+def driver_log_path(run_dir: str) -> str:
+    """<run dir>/logs/driver.log (for a URI run directory, its local mirror; Ray's own logs stay in its session
+    folder), its folder made; a run.dir that cannot hold it exits 2 before anything starts."""
     from reasoner_ray.storage import RunDir
 
     try:
         path = RunDir(run_dir).root / "logs" / "driver.log"
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path)
     except OSError as err:  # e.g. run.dir names a file: a setting to fix, said before anything starts
         print(f"error: run.dir={run_dir}: cannot write its logs folder ({err.strerror}: {err.filename})",
               file=sys.stderr)
         raise SystemExit(2) from None
+    return str(path)
+
+
+def log_to_file(path: str) -> None:
+    """Also write the driver's log, and the traceback of a failure, to `path`."""
+    handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     _failure_log.handlers = [handler]
-    return str(path)
+
+
+def run_job(body: Callable[[], int], run_dir: str | None = None, locks: Sequence[str] = ()) -> int:
+    """A job's body under `run_guarded`, holding the lock of each folder in `locks` (the run directory, or the
+    folder a job writes) for its whole run; then, with `run_dir`, logging to <run dir>/logs/driver.log. The log
+    is opened only once the locks are held: a job refused because another holds the folder writes nothing into
+    the running job's log."""
+    log_path = driver_log_path(run_dir) if run_dir is not None else None
+
+    def locked() -> int:
+        from reasoner_ray.pipeline.lock import hold_run_dir
+
+        with contextlib.ExitStack() as stack:
+            for folder in dict.fromkeys(locks):
+                stack.enter_context(hold_run_dir(folder))
+            if log_path is not None:
+                log_to_file(log_path)
+            return body()
+
+    return run_guarded(locked, log_path)
+
+
+def output_locks(config: Config, out: str) -> list[str]:
+    """What a job writing `out` locks: `out` itself, and the run directory too when `out` lies in one of its
+    stage folders (jobs/distill.py's default <run dir>/distill is the folder `--redo distill` deletes)."""
+    from pathlib import Path
+
+    from reasoner_ray.core.rundir import stage_of_folder
+    from reasoner_ray.storage import RunDir
+
+    locks = [out]
+    root, target = RunDir(config.run.dir).root, Path(out).resolve()
+    if target.is_relative_to(root):
+        parts = target.relative_to(root).parts
+        if any(stage_of_folder("/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            locks.insert(0, config.run.dir)
+    return locks
 
 
 def _traceback_file(err: BaseException) -> str | None:
@@ -100,6 +143,7 @@ def run_guarded(body: Callable[[], int], log_path: str | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - every failure becomes one line and an exit code
         if _failure_log.handlers:
             _failure_log.error("job failed", exc_info=err)
+            log_path = log_path or getattr(_failure_log.handlers[0], "baseFilename", None)
         else:  # no run directory to keep it in
             log_path = _traceback_file(err)
         for_people = isinstance(root_cause(err), JobError)  # a message that already says what to do

@@ -45,5 +45,5 @@ def test_a_run_dir_that_is_a_file_exits_2_before_anything_starts(tmp_path, capsy
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
     with pytest.raises(SystemExit) as caught:
-        cli.log_to_run_dir(str(not_a_folder))
+        cli.driver_log_path(str(not_a_folder))
     assert caught.value.code == 2 and capsys.readouterr().err.startswith(f"error: run.dir={not_a_folder}: cannot write")
