@@ -81,6 +81,9 @@ class DataConfig(_Section):
     # The paper's data regime (core/data_regime.py): teacher rationales for this fraction of data.train (its first
     # rows), short answers only for the rest, from which each round's rollouts take fresh questions.
     rationale_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+    # With rationale_fraction < 1: SFT also trains on the short-answer pool's direct forms (else it trains on the
+    # rationale pool alone, and the short-answer pool is only what the rounds sample and reward).
+    short_answers_in_sft: bool = True
 
     @model_validator(mode="after")
     def _fraction_needs_limit(self) -> "DataConfig":

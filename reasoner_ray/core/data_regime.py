@@ -6,7 +6,8 @@ about these only, and SFT trains on their CoT and direct forms. The other N - K 
 trains on their direct form only (no rationale ever reaches training). Round r's rollouts take the next
 `rollout.limit` questions after the rationale pool: round 1 the first L of the short-answer pool, round 2 the
 next L, and so on (past N when the pool runs out), so every round samples fresh questions the policy never had
-a rationale for, on-policy.
+a rationale for, on-policy. With `data.short_answers_in_sft: false` SFT leaves the short-answer pool out
+altogether: it is then only what the rounds sample and reward.
 
 With f = 1 (the default) every row of `data.train` goes to the teacher and every round samples the same first
 `rollout.limit` train questions. Pure: DataSource arithmetic, no reading.
@@ -33,9 +34,9 @@ def rationale_pool(config: Config) -> DataSource:
 
 
 def short_answer_pool(config: Config) -> DataSource | None:
-    """The train rows SFT sees only as short answers; None when f = 1."""
+    """The train rows SFT sees only as short answers; None when f = 1 or SFT leaves them out."""
     k = _split(config)
-    if k is None:
+    if k is None or not config.data.short_answers_in_sft:
         return None
     train = config.data.train
     return train.model_copy(update={"offset": train.offset + k, "limit": train.limit - k})

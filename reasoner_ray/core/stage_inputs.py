@@ -16,7 +16,8 @@ _TRAINING = ("train.max_length", "train.freeze_vision", "train.freeze_projector"
 STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "distill": ("data.train", "data.rationale_fraction", "teacher.model", "teacher.include_answer", "teacher.temperature", "teacher.max_tokens",
                 "teacher.seed"),
-    "sft": ("model.family", "model.path", "model.tiny", "model.dtype", "sft", "data.rationale_fraction", *_TRAINING),
+    "sft": ("model.family", "model.path", "model.tiny", "model.dtype", "sft", "data.rationale_fraction", "data.short_answers_in_sft",
+            *_TRAINING),
     "eval": ("data.eval", "eval.max_tokens", "eval.styles"),
     "rollouts": ("data.train", "data.rationale_fraction", "rollout.samples_per_temperature", "rollout.temperatures", "rollout.max_tokens",
                  "rollout.top_p", "rollout.limit", "run.seed"),
