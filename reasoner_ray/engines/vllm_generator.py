@@ -96,6 +96,9 @@ class VLLMGenerator:
             gpu_memory_utilization=settings.gpu_memory_utilization,
             seed=settings.seed,
             dtype=dtype,
+            # Sampled tokens' log-probs are the model's own, before temperature and top-p: the DPO reference
+            # log-probs (train/reference.py). Pinned: vLLM's default could move.
+            logprobs_mode="raw_logprobs",
             **device_engine_args(cuda),
         )
         self.tokenizer = self.llm.get_tokenizer()
@@ -116,7 +119,7 @@ class VLLMGenerator:
         logprobs: bool = False,
     ) -> list[list[Sample]]:
         """n samples per row, in row order. temperature 0 is greedy. `logprobs`: also each sampled token's
-        log-prob (vLLM's default `logprobs_mode` gives the model's own, unscaled by the sampling settings).
+        log-prob (the engine's `logprobs_mode` is pinned to raw: the model's own, unscaled by the sampling settings).
 
         With a seed, each row gets its own seed derived from (seed, row id): reproducible, yet different rows
         do not share one random stream (one seed for all would give every prompt the same draws).

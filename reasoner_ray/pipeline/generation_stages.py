@@ -167,7 +167,7 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
 
 def scored_chains(rewards_dir: Path) -> list[dict]:
     """A rewards stage's scored chains, with the sampled tokens when the rollouts kept their log-probs."""
-    cols = ["question_id", "sample_index", "text", "value", "correct", "reason", "temperature"]
+    cols = ["question_id", "sample_index", "text", "value", "correct", "reason", "temperature", "finish_reason"]
     if set(SAMPLED_COLUMNS) <= set(_parquet_columns(rewards_dir)):
         cols += [*SAMPLED_COLUMNS, "prompt_tokens"]
     return read_table(rewards_dir, cols).to_pylist()
@@ -176,7 +176,9 @@ def scored_chains(rewards_dir: Path) -> list[dict]:
 def preference_rows(config: Config, pairs, records: list[dict], rows: dict[str, VQARow], round_index: int,
                     sampler: str):
     """PreferenceRows of `pairs` built from `records` (scored chains of the rounds' rollouts; `sampler`: the model
-    folder that sampled them, recorded as `sampling.model`)."""
+    folder that sampled them, recorded as `sampling.model`). A chain the engine cut at `rollout.max_tokens`
+    (finish reason `length`) is marked truncated like one cut by `pairs.truncate_words`: it never ended its turn,
+    so training adds no end-of-turn token after it (on the chosen side that would teach stopping mid-sentence)."""
     by_sample = {(r["question_id"], r["sample_index"]): r for r in records}
     for p in pairs:
         row = rows[p.question_id]
@@ -186,6 +188,8 @@ def preference_rows(config: Config, pairs, records: list[dict], rows: dict[str, 
                     "max_tokens": config.rollout.max_tokens, "top_p": config.rollout.top_p, "model": sampler}
         pref = p.to_preference_row(row.question, row.image, prompt_messages(row, "cot"), round_index, sampling)
         pref.chosen_sampled, pref.rejected_sampled = _sampled_tokens(chosen), _sampled_tokens(rejected)
+        pref.chosen_truncated |= chosen.get("finish_reason") == "length"
+        pref.rejected_truncated |= rejected.get("finish_reason") == "length"
         yield pref
 
 

@@ -23,7 +23,9 @@ def _sample_pairs(ray, model_path: str, n: int) -> list[PreferenceRow]:
     engine = ray.remote(num_cpus=1)(VLLMGenerator).remote(EngineSettings(model_path=model_path, max_model_len=512,
                                                                          kv_cache_gib=1))
     try:
-        samples = ray.get(engine.generate.remote(rows, "cot", n=2, temperature=1.0, max_tokens=3, seed=0,
+        # The rollouts' own settings (temperature 1.2, top-p < 1): log-probs after temperature or top-p would not
+        # equal the pass's
+        samples = ray.get(engine.generate.remote(rows, "cot", n=2, temperature=1.2, top_p=0.9, max_tokens=3, seed=0,
                                                  logprobs=True))
     finally:
         ray.get(engine.close.remote())
