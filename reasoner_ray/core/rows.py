@@ -7,6 +7,7 @@ Rows cross process boundaries (Ray Data blocks, JSONL/Parquet files), so each ty
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -90,6 +91,12 @@ class RolloutRow(_Row):
     reason: str | None = None
 
 
+def prompt_digest(token_ids) -> str:
+    """A short hash of a prompt's token ids (image tokens included): what an engine and a trainer compare to know
+    they rendered the same prompt."""
+    return hashlib.sha256(",".join(str(int(t)) for t in token_ids).encode()).hexdigest()[:16]
+
+
 class SampledTokens(_Row):
     """The tokens a rollout engine sampled for a chain and each one's log-prob under the sampling model
     (unscaled by temperature or top-p): the reference log-probs when that model is the DPO reference."""
@@ -97,6 +104,7 @@ class SampledTokens(_Row):
     token_ids: list[int]
     logprobs: list[float]
     prompt_tokens: int | None = None  # the prompt's length in the engine, to check the trainer renders the same
+    prompt_digest: str | None = None  # prompt_digest() of the engine's prompt token ids: the same check, exact
 
     def model_post_init(self, _ctx: Any) -> None:
         if len(self.token_ids) != len(self.logprobs):

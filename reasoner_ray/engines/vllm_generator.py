@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reasoner_ray.core.prompts import Style, prompt_messages
-from reasoner_ray.core.rows import VQARow
+from reasoner_ray.core.rows import VQARow, prompt_digest
 from reasoner_ray.engines.vllm_env import apply_vllm_env
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class Sample:
     token_ids: tuple[int, ...] = ()
     # Each sampled token's log-prob under the model (raw: before temperature / top-p), when asked for.
     token_logprobs: tuple[float, ...] | None = None
+    prompt_digest: str = ""  # rows.prompt_digest of the prompt's token ids (image tokens included)
 
 
 def sampled_logprobs(flat, token_ids) -> tuple[float, ...]:
@@ -147,6 +148,7 @@ class VLLMGenerator:
                     completion_tokens=len(o.token_ids),
                     token_ids=tuple(o.token_ids),
                     token_logprobs=sampled_logprobs(o.logprobs, o.token_ids) if logprobs else None,
+                    prompt_digest=prompt_digest(out.prompt_token_ids or ()) if logprobs else "",
                 )
                 for o in out.outputs
             ]

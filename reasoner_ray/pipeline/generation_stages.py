@@ -168,8 +168,9 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
 def scored_chains(rewards_dir: Path) -> list[dict]:
     """A rewards stage's scored chains, with the sampled tokens when the rollouts kept their log-probs."""
     cols = ["question_id", "sample_index", "text", "value", "correct", "reason", "temperature", "finish_reason"]
-    if set(SAMPLED_COLUMNS) <= set(_parquet_columns(rewards_dir)):
-        cols += [*SAMPLED_COLUMNS, "prompt_tokens"]
+    present = set(_parquet_columns(rewards_dir))
+    if {"token_ids", "token_logprobs"} <= present:  # rollouts that kept their log-probs (older ones: no digest)
+        cols += [c for c in SAMPLED_COLUMNS if c in present] + ["prompt_tokens"]
     return read_table(rewards_dir, cols).to_pylist()
 
 
@@ -203,7 +204,7 @@ def _sampled_tokens(record: dict) -> SampledTokens | None:
     if record.get("token_ids") is None:
         return None
     return SampledTokens(token_ids=record["token_ids"], logprobs=record["token_logprobs"],
-                         prompt_tokens=record.get("prompt_tokens"))
+                         prompt_tokens=record.get("prompt_tokens"), prompt_digest=record.get("prompt_digest") or None)
 
 
 def _rows_by_id(config: Config, round_index: int, ids: set[str]) -> dict[str, VQARow]:

@@ -28,7 +28,7 @@ OUTPUT_COLUMNS = (
     "question_id", "style", "sample_index", "temperature", "text", "finish_reason", "prompt_tokens",
     "completion_tokens", "round", "answer", "answer_type", "choices", "tags",
 )
-SAMPLED_COLUMNS = ("token_ids", "token_logprobs")
+SAMPLED_COLUMNS = ("token_ids", "token_logprobs", "prompt_digest")
 TASK_COLUMN = "task"
 
 
@@ -117,6 +117,7 @@ class GenerationActor:
                     if "token_ids" in out:  # empty for a plan without log-probs sharing the pass with one that has
                         out["token_ids"].append(list(s.token_ids) if plan.logprobs else [])
                         out["token_logprobs"].append(list(s.token_logprobs or ()) if plan.logprobs else [])
+                        out["prompt_digest"].append(s.prompt_digest if plan.logprobs else "")
             offset += n
 
     def __del__(self) -> None:

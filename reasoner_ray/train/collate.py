@@ -71,20 +71,21 @@ class VLMEncoder:
                              return_tensors="pt", add_special_tokens=False)
         return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
 
-    def prompt_length(self, example: dict[str, Any]) -> int:
-        return int(self.encode_prompts([example])["attention_mask"].sum())
-
 
 def fit_filter(encoder: VLMEncoder, examples: list[dict[str, Any]], max_length: int, counts: Counter) -> list[dict[str, Any]]:
     """Drop (and count) examples whose prompt leaves no room for a completion token within max_length; the kept
-    ones carry their `prompt_length` in tokens."""
+    ones carry their `prompt_length` in tokens and the `prompt_digest` of those tokens (rows.prompt_digest)."""
+    from reasoner_ray.core.rows import prompt_digest
+
     kept = []
     for ex in examples:
-        length = encoder.prompt_length(ex)
+        prompt = encoder.encode_prompts([ex])
+        length = int(prompt["attention_mask"].sum())
         if length >= max_length:
             counts["prompt_too_long"] += 1
         else:
-            kept.append({**ex, "prompt_length": length})
+            digest = prompt_digest(prompt["input_ids"][0, :length].tolist())
+            kept.append({**ex, "prompt_length": length, "prompt_digest": digest})
     return kept
 
 

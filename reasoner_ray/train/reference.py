@@ -122,13 +122,18 @@ def on_task_device(model, config: Config, threads: int):
 
 def sampled_logps(encoder, example: dict, row: PreferenceRow, max_length: int) -> tuple[float, float] | None:
     """(chosen, rejected) reference log-probs from the tokens the reference sampled, or None where either side's
-    training tokens (as `collate_pairs` cuts them) are not a prefix of its sampled tokens after the same prompt."""
+    training tokens (as `collate_pairs` cuts them) are not a prefix of its sampled tokens after the same prompt
+    (the same prompt token ids: `prompt_digest`)."""
     import math
 
     sums = []
     for side in ("chosen", "rejected"):
         sampled = getattr(row, f"{side}_sampled")
         if sampled is None or sampled.prompt_tokens not in (None, example["prompt_length"]):
+            return None
+        # the same token ids, not only as many: the engine renders prompts through the tokenizer, training through
+        # the processor (rollouts without a digest are checked by length alone)
+        if sampled.prompt_digest is not None and sampled.prompt_digest != example.get("prompt_digest"):
             return None
         ids = encoder.completion_ids(example["messages"], example[side], end_turn=not example[f"{side}_truncated"])
         ids = ids[:max_length - example["prompt_length"]]

@@ -31,7 +31,7 @@ def _sample_pairs(ray, model_path: str, n: int) -> list[PreferenceRow]:
         ray.get(engine.close.remote())
         ray.kill(engine)
     side = lambda s: SampledTokens(token_ids=list(s.token_ids), logprobs=list(s.token_logprobs),  # noqa: E731
-                                   prompt_tokens=s.prompt_tokens)
+                                   prompt_tokens=s.prompt_tokens, prompt_digest=s.prompt_digest)
     return [PreferenceRow(question_id=row.id, question=row.question, image=row.image,
                           messages=prompt_messages(row, "cot"), chosen=a.text, rejected=b.text, chosen_score=1.0,
                           rejected_score=0.0, chosen_truncated=a.finish_reason == "length",
@@ -61,9 +61,13 @@ def test_sampled_log_probs_equal_the_reference_pass(tiny_qwen2_vl, tmp_path, ray
         update={"token_ids": [t + 1 for t in pairs[0].chosen_sampled.token_ids]})})
     other_prompt = pairs[1].model_copy(update={"rejected_sampled": pairs[1].rejected_sampled.model_copy(
         update={"prompt_tokens": pairs[1].rejected_sampled.prompt_tokens + 1})})
-    counts, reused = reference([tampered, other_prompt, *pairs[2:]], "sampled")
+    # as many prompt tokens, other ones: a length check alone took these as the reference's own
+    other_ids = pairs[2].model_copy(update={"chosen_sampled": pairs[2].chosen_sampled.model_copy(
+        update={"prompt_digest": "0" * 16})})
+    assert all(p.chosen_sampled.prompt_digest for p in pairs)
+    counts, reused = reference([tampered, other_prompt, other_ids, *pairs[3:]], "sampled")
     assert counts["written"] == len(pairs)
-    assert counts["from_pass"] >= 2 and counts["from_rollouts"] >= 2, counts
+    assert counts["from_pass"] >= 3 and counts["from_rollouts"] >= 2, counts
     assert counts["from_pass"] + counts["from_rollouts"] == len(pairs)
     for ours, passed in zip(reused, computed):
         # float32 on both sides; per-token differences of the two forward implementations sum to about 1e-5
