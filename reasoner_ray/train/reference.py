@@ -101,13 +101,23 @@ def run_sharded(config: Config, fn, items: list, *args) -> list:
     init_ray()
     shards = max(1, min(config.train.num_workers, len(items)))
     threads = max(1, (os.cpu_count() or 1) // shards)
-    task = ray.remote(fn).options(num_cpus=1, num_gpus=1 if config.train.use_gpu else 0)
+    task = shard_task(fn, config.train.use_gpu)
     tree = config.model_dump(mode="json")
     results = ray.get([task.remote(tree, *args, items[i::shards], threads) for i in range(shards)])
     merged: list = [None] * len(items)
     for i, shard in enumerate(results):
         merged[i::shards] = shard
     return merged
+
+
+def shard_task(fn, gpu: bool):
+    """`fn` as a Ray task of one CPU, or one GPU whose worker exits after the call (`max_calls=1`): a reused worker
+    keeps its CUDA context and cached memory (a whole reference model) and stays on its first GPU, starving the
+    vLLM engine or trainer that comes next. (Ray sets max_calls=1 for GPU tasks only when num_gpus is given to
+    `@ray.remote` itself; `.options(num_gpus=...)` cannot set it, and the project asked there.)"""
+    import ray
+
+    return ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, max_calls=1 if gpu else 0)(fn)
 
 
 def on_task_device(model, config: Config, threads: int):

@@ -81,3 +81,23 @@ def test_dpo_zero3_killed_mid_run_resumes_without_repeating_or_skipping(ray_loca
         with safe_open(str(Path(result.model_dir) / "model.safetensors"), "pt") as f:
             keys = list(f.keys())
     assert any(".vision_tower.vision_model." in k or k.startswith("vision_tower.vision_model.") for k in keys)
+
+
+def test_a_gpu_shard_task_releases_its_worker_after_the_call(ray_local):
+    """A GPU shard (reference pass, verifier log-probs) runs in a worker that exits after the call, so its CUDA
+    context and cached memory go with it; CPU shards keep reusing their workers. Shown with the GPU task's
+    release setting on CPU tasks (no GPU here), and the setting checked for the GPU case."""
+    from reasoner_ray.train.reference import shard_task
+
+    def _pid(_: int) -> int:  # defined here: pickled by value, the workers cannot import this test file
+        return os.getpid()
+
+    gpu_task = shard_task(_pid, gpu=True)
+    assert gpu_task._default_options["num_gpus"] == 1 and gpu_task._default_options["max_calls"] == 1
+    cpu_task = shard_task(_pid, gpu=False)
+    assert cpu_task._default_options.get("max_calls") in (0, None)
+    releasing = ray_local.remote(num_cpus=1, max_calls=1)(_pid)  # what the GPU task does, on a CPU
+    first, second = ray_local.get(releasing.remote(0)), ray_local.get(releasing.remote(1))
+    assert first != second  # a fresh worker per call
+    reused = [ray_local.get(cpu_task.remote(i)) for i in range(3)]
+    assert len(set(reused)) < 3  # without the release a worker serves several calls
