@@ -1,11 +1,14 @@
 """Convert a checkpoint in the original LLaVA training format (LLaVA-NeXT, `LlavaLlamaForCausalLM`; the paper's
 released SFT and DPO models) into a transformers LLaVA-NeXT folder that this project, transformers and vLLM load.
 
-    python jobs/convert_llava.py --src <original folder> --out <new folder> [--vision-tower <CLIP folder>]
+    python jobs/convert_llava.py --src <original folder> --out <new folder> [--vision-tower <CLIP folder>] \
+        [--chat-template <Jinja file>]
 
 --vision-tower: the CLIP folder the checkpoint's `mm_vision_tower` names (e.g. a local copy of
 openai/clip-vit-large-patch14-336), for its config and image statistics, and its weights when the checkpoint
-holds none. Then set `model.path` to the new folder (`model.family: llava_next`).
+holds none. --chat-template: the template to write when the tokenizer's own does not render an image as
+`<image>` and is not Llama-3's (a Llama-3 tokenizer gets one that does). Then set `model.path` to the new folder
+(`model.family: llava_next`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the new transformers LLaVA-NeXT folder to write")
     parser.add_argument("--vision-tower", default=None,
                         help="the CLIP folder the checkpoint's mm_vision_tower names (config, image statistics, weights)")
+    parser.add_argument("--chat-template", default=None,
+                        help="a Jinja chat template file that renders an image part as <image> (default: the tokenizer's "
+                             "own when it does, else Llama-3 turns with <image>)")
     args = parser.parse_args(argv)
     return run_guarded(lambda: _convert(args))
 
@@ -36,8 +42,12 @@ def _convert(args) -> int:
     from reasoner_ray.pipeline.preflight import check_input_path
 
     check_input_path("--src", args.src)
+    template = None
+    if args.chat_template:
+        check_input_path("--chat-template", args.chat_template)
+        template = Path(args.chat_template).read_text()
     try:
-        out = convert(args.src, args.out, args.vision_tower)
+        out = convert(args.src, args.out, args.vision_tower, template)
     except (ConversionError, FileNotFoundError) as err:
         raise PreflightError(str(err)) from err
     print(f"converted: {out} (model.family: llava_next)")

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(config) -> int:
     from reasoner_ray.core.errors import PreflightError
     from reasoner_ray.models.loading import resolve_model_path
-    from reasoner_ray.pipeline.preflight import check_model
+    from reasoner_ray.pipeline.preflight import check_gpu_fit, check_model
     from reasoner_ray.ray_utils import init_ray
     from serve.auth import NoApiKeysError, load_key_digests
     from serve.local import start_local
@@ -46,6 +46,8 @@ def _serve(config) -> int:
         raise PreflightError(f"serve: {err}") from None
     check_model(config, serve_config.model_path, f"serve.model_path={serve_config.model_path}")
     init_ray()
+    if serve_config.replica_gpus > 0:
+        check_gpu_fit(config.model_copy(update={"serve": serve_config}), serve=True)
     url = start_local(serve_config)
     log.info("serving %s at %s (Ctrl-C to stop)", serve_config.model_path, url)
     try:

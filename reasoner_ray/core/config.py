@@ -160,6 +160,9 @@ class TrainConfig(_Section):
     tracker: Literal["tensorboard", "none"] = "tensorboard"
     lora_rank: int = 0  # > 0: train a LoRA adapter (peft) and merge it on export; 0: full fine-tuning
     lora_alpha: int = 16
+    # Preflight: refuse a job whose GPU asks (workers, engines x tensor parallel, serve replicas) exceed the running
+    # cluster's GPUs; false for an autoscaler that adds GPU nodes on demand
+    check_gpu_fit: bool = True
 
     @model_validator(mode="after")
     def _combinations(self) -> "TrainConfig":

@@ -11,7 +11,10 @@ without its vision tower takes it from `--vision-tower` (the CLIP folder `mm_vis
 the Llama fields, `image_grid_pinpoints`, `mm_vision_select_layer` -> `vision_feature_layer`,
 `mm_vision_select_feature` patch/cls_patch -> `vision_feature_select_strategy` default/full. The tokenizer
 gets an `<image>` token when it has none (the original code used the index -200), and the embedding rows for
-it are the mean of the others.
+it are the mean of the others. Chat template: the tokenizer's own when it renders an image part as `<image>`;
+a plain Llama-3 template does not (the original code inserted the image itself), so a tokenizer with Llama-3's
+turn tokens gets LLAMA3_LLAVA_TEMPLATE (Llama-3 turns, each image part as `<image>` and a newline, as the
+paper's llama3 conversation format writes it), and any other needs `--chat-template <file>`.
 """
 
 from __future__ import annotations
@@ -27,8 +30,46 @@ LLAMA_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hi
               "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings", "head_dim")
 
 
+LLAMA3_LLAVA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] in ('image', 'image_url') %}<image>\n"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
 class ConversionError(ValueError):
     """The source is not a checkpoint this converter understands; the message says what is missing."""
+
+
+def renders_image(tokenizer, template: str | None) -> bool:
+    """Whether `template` turns a user message's image part into the `<image>` token."""
+    if not template:
+        return False
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q"}]}]
+    try:
+        text = tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True,
+                                             tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that cannot render an image part does not render one
+        return False
+    return IMAGE_TOKEN in text
+
+
+def llava_chat_template(tokenizer, given: str | None = None) -> str:
+    """The converted model's chat template (see the module docstring); `given`: a template from the user."""
+    for template in (given, tokenizer.chat_template):
+        if renders_image(tokenizer, template):
+            return template
+    if given:
+        raise ConversionError("the --chat-template given does not render an image part as <image>")
+    if "<|start_header_id|>" in tokenizer.get_vocab():
+        return LLAMA3_LLAVA_TEMPLATE
+    raise ConversionError("the tokenizer's chat template does not render an image part as <image> and is not "
+                          "Llama-3's: pass --chat-template <a Jinja file that does>")
 
 
 def rename(key: str) -> str | None:
@@ -72,7 +113,8 @@ def _vision_config(src_config: dict[str, Any], vision_tower: Path | None) -> dic
             "model_type": "clip_vision_model"}
 
 
-def convert(src: str | Path, out: str | Path, vision_tower: str | Path | None = None) -> Path:
+def convert(src: str | Path, out: str | Path, vision_tower: str | Path | None = None,
+            chat_template: str | None = None) -> Path:
     import torch
     from safetensors.torch import save_file
     from transformers import (AutoTokenizer, CLIPImageProcessor, LlavaNextConfig, LlavaNextForConditionalGeneration,
@@ -92,6 +134,7 @@ def convert(src: str | Path, out: str | Path, vision_tower: str | Path | None = 
     tokenizer = AutoTokenizer.from_pretrained(src)
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    tokenizer.chat_template = llava_chat_template(tokenizer, chat_template)
     weights = {}
     for key, value in _load_weights(src).items():
         new = rename(key)

@@ -1,6 +1,7 @@
 """Checks before any long stage: each data source the remaining stages read opens and yields a valid row, the
-model folder loads (config, processor, weight files), and a URI run directory is not used on a multi-node
-cluster (see check_storage). A failure is a PreflightError naming the setting to fix.
+model folder loads (config, processor, weight files), a URI run directory is not used on a multi-node cluster
+(see check_storage), and with GPUs every stage's ask fits the cluster's GPUs (check_gpu_fit: a worker group or
+engine pool that cannot be placed waits forever). A failure is a PreflightError naming the setting to fix.
 The teacher is checked by the distill stage itself (distill/preflight.py), once its local stand-in is up.
 """
 
@@ -87,6 +88,49 @@ def check_storage(config: Config, alive_nodes: int) -> None:
             f"node mounts (NFS, a ReadWriteMany volume)")
 
 
+def gpu_misfits(config: Config, total_gpus: float, most_on_a_node: float, serve: bool = False) -> list[str]:
+    """What the config asks of GPUs that the cluster (`total_gpus`, `most_on_a_node` on its largest node) cannot
+    give at once; empty when everything fits. Pure. `serve`: check the endpoint's replicas instead of the job's."""
+    if serve:
+        s = config.serve
+        need = s.min_replicas * s.replica_gpus
+        if s.replica_gpus > most_on_a_node:
+            return [f"serve.replica_gpus={s.replica_gpus:g} is more than any node has ({most_on_a_node:g})"]
+        return [] if need <= total_gpus else [
+            f"serve.min_replicas x serve.replica_gpus = {s.min_replicas} x {s.replica_gpus:g} GPUs, the cluster has "
+            f"{total_gpus:g}"]
+    if not config.train.use_gpu:
+        return []
+    if total_gpus == 0:
+        return ["train.use_gpu is true but the cluster has no GPU"]
+    found = []
+    if config.train.num_workers > total_gpus:
+        found.append(f"train.num_workers={config.train.num_workers} (one GPU each), the cluster has {total_gpus:g}")
+    r = config.rollout
+    if r.tensor_parallel_size > most_on_a_node:
+        found.append(f"rollout.tensor_parallel_size={r.tensor_parallel_size} is more than any node has "
+                     f"({most_on_a_node:g}; an engine's GPUs are on one node)")
+    if r.num_engines * r.tensor_parallel_size > total_gpus:
+        found.append(f"rollout.num_engines x rollout.tensor_parallel_size = {r.num_engines} x {r.tensor_parallel_size} "
+                     f"GPUs, the cluster has {total_gpus:g}")
+    return found
+
+
+def check_gpu_fit(config: Config, serve: bool = False) -> None:
+    """Refuse a job whose GPU asks the running cluster cannot meet (see gpu_misfits); `train.check_gpu_fit:
+    false` skips it (an autoscaler that adds GPU nodes on demand)."""
+    if not config.train.check_gpu_fit or (not config.train.use_gpu and not serve):
+        return
+    import ray
+
+    gpus = [node.get("Resources", {}).get("GPU", 0.0) for node in ray.nodes() if node["Alive"]]
+    misfits = gpu_misfits(config, sum(gpus), max(gpus, default=0.0), serve)
+    if misfits:
+        raise PreflightError("the GPU asks do not fit this cluster (Ray would wait for them forever): "
+                             + "; ".join(misfits) + ". Lower them, add GPU nodes, or with an autoscaler that adds "
+                             "GPU nodes on demand set train.check_gpu_fit=false")
+
+
 def _alive_nodes() -> int:
     import ray
 
@@ -95,6 +139,7 @@ def _alive_nodes() -> int:
 
 def preflight(config: Config, manifest: Manifest, model_path: str) -> None:
     check_storage(config, _alive_nodes())
+    check_gpu_fit(config)
     check_data(config, manifest)
     check_model(config, model_path)
     log.info("preflight: data sources and model load")

@@ -91,3 +91,24 @@ def test_gpu_configs_describe_gpu_settings():
     assert paper.dpo.beta == 0.1 and paper.pairs.truncate_words == 90 and paper.rollout.temperatures == [1.0, 1.2]
     qwen = load_config(CONFIGS / "qwen2_5_vl_7b.yaml")
     assert qwen.model.path.startswith("Qwen/") and qwen.model.family == "qwen2_5_vl" and qwen.dpo.reference == "previous"
+
+
+def test_gpu_asks_that_the_cluster_cannot_meet_are_named():
+    from reasoner_ray.pipeline.preflight import gpu_misfits
+
+    gpu = build_config({"train": {"use_gpu": True, "num_workers": 8},
+                        "rollout": {"num_engines": 4, "tensor_parallel_size": 2}})
+    assert gpu_misfits(gpu, total_gpus=8, most_on_a_node=8) == []
+    assert gpu_misfits(gpu, total_gpus=0, most_on_a_node=0) == ["train.use_gpu is true but the cluster has no GPU"]
+    found = gpu_misfits(gpu, total_gpus=4, most_on_a_node=1)
+    assert found == ["train.num_workers=8 (one GPU each), the cluster has 4",
+                     "rollout.tensor_parallel_size=2 is more than any node has (1; an engine's GPUs are on one node)",
+                     "rollout.num_engines x rollout.tensor_parallel_size = 4 x 2 GPUs, the cluster has 4"]
+    assert gpu_misfits(build_config({}), total_gpus=0, most_on_a_node=0) == []  # a CPU job asks no GPU
+    serve = build_config({"serve": {"replica_gpus": 1, "min_replicas": 3}})
+    assert gpu_misfits(serve, 2, 1, serve=True) == ["serve.min_replicas x serve.replica_gpus = 3 x 1 GPUs, the cluster has 2"]
+    assert gpu_misfits(serve, 4, 2, serve=True) == []
+    for name in ("paper_llava_next_8b", "qwen2_5_vl_7b"):  # the GPU configs fit the 8-GPU node they are written for
+        config = load_config(f"configs/{name}.yaml")
+        assert gpu_misfits(config, total_gpus=8, most_on_a_node=8) == [], name
+    assert load_config("configs/paper_llava_next_8b.yaml").rollout.enforce_eager is False  # CUDA graphs on GPUs

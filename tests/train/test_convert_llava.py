@@ -82,3 +82,27 @@ def test_original_llava_next_checkpoint_converts_to_the_same_model(tiny_llava_ne
                               "--out", str(tmp_path / "again")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2
     assert "pass --vision-tower" in missing.stderr.strip().splitlines()[-1]
+
+
+def test_a_chat_template_that_renders_no_image_is_replaced():
+    """A plain Llama-3 template renders the image part as nothing: the converted model would never see its image.
+    A Llama-3 tokenizer gets Llama-3 turns with <image>; any other such tokenizer must be given a template."""
+    from reasoner_ray.models.convert_llava import ConversionError, LLAMA3_LLAVA_TEMPLATE, llava_chat_template
+    from reasoner_ray.models.tokenizer import train_tokenizer
+
+    text_only = ("{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+                 "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+                 "{% endfor %}<|eot_id|>{% endfor %}")
+    tokenizer = train_tokenizer(["a llama reads the image"], 300, "llava_next")
+    tokenizer.chat_template = text_only
+    with pytest.raises(ConversionError, match="pass --chat-template"):
+        llava_chat_template(tokenizer)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]})
+    template = llava_chat_template(tokenizer)
+    assert template == LLAMA3_LLAVA_TEMPLATE
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what shape?"}]}]
+    rendered = tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True, tokenize=False)
+    assert "<|start_header_id|>user<|end_header_id|>\n\n<image>\nwhat shape?<|eot_id|>" in rendered
+    assert rendered.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    tokenizer.chat_template = template  # a template that renders the image is kept as it is
+    assert llava_chat_template(tokenizer) == template
