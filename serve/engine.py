@@ -43,6 +43,7 @@ class ChatEngine:
         )
         self.engine = AsyncLLM.from_engine_args(args)
         self.tokenizer = self.engine.get_tokenizer()
+        self.max_model_len = config.max_model_len
 
     def render(self, messages: list[dict[str, Any]]) -> str:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -69,9 +70,9 @@ class ChatEngine:
             async for output in self.engine.generate(prompt, params, request_id):
                 yield output
         except VLLMClientError as err:
-            raise _client_error(err) from None
+            raise _client_error(err, self.max_model_len) from None
         except ValueError as err:  # older vLLM paths still raise plain ValueError for prompt problems
-            raise _client_error(err) from None
+            raise _client_error(err, self.max_model_len) from None
 
     async def check_health(self) -> None:
         await self.engine.check_health()
@@ -85,10 +86,14 @@ class ChatEngine:
                 log.warning("vLLM engine shutdown: %s", err)
 
 
-def _client_error(err: Exception) -> ApiError:
+def _client_error(err: Exception, max_model_len: int) -> ApiError:
+    """The engine's refusal in this server's words: vLLM's own text speaks to the operator (engine arguments,
+    internals) and is logged here, never returned."""
     message = str(err)
+    log.warning("the engine refused a request: %s", message)
     # vLLM words this two ways (renderer: "maximum context length", input processor: "maximum model length")
     if getattr(err, "parameter", None) == "input_tokens" or "maximum context length" in message \
             or "maximum model length" in message:
-        return invalid(message, "messages", "context_length_exceeded")
-    return invalid(message)
+        return invalid(f"the prompt (text and image tokens) is longer than this server's context of {max_model_len} "
+                       "tokens", "messages", "context_length_exceeded")
+    return invalid("the request was refused by the model engine; check its parameters")

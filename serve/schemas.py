@@ -58,7 +58,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2 ** 63), le=2 ** 63 - 1)  # a 64-bit integer, as vLLM's own server takes
     stream: bool = False
     stream_options: StreamOptions | None = None
     reasoning: Literal["cot", "direct"] | None = None

@@ -69,12 +69,16 @@ def image_bytes(ref: ImageRef) -> bytes:
     return path.read_bytes()
 
 
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")  # what images are decoded from: the formats VQA data and clients use
+
+
 def decode_image(raw: bytes, max_pixels: int | None = None) -> Image.Image:
     """Encoded bytes -> an RGB PIL image, or ImageError: 'image_too_large' when the header declares more than
     `max_pixels` (checked before any pixel is decoded) or more than PIL's decompression-bomb bound (raised by
-    `Image.open` itself, from a header of a few dozen bytes), 'corrupt_image' for anything PIL cannot decode."""
+    `Image.open` itself, from a header of a few dozen bytes), 'corrupt_image' for anything PIL cannot decode or
+    any format but IMAGE_FORMATS (PIL's other plugins, many of them rarely exercised, never see the bytes)."""
     try:
-        image = Image.open(io.BytesIO(raw))  # reads the header only
+        image = Image.open(io.BytesIO(raw), formats=IMAGE_FORMATS)  # reads the header only
     except Image.DecompressionBombError as err:
         raise ImageError("image_too_large", str(err)) from None
     except Exception as err:  # noqa: BLE001 - PIL's format plugins raise many types on malformed bytes

@@ -323,3 +323,44 @@ def test_remote_image_failures_do_not_echo_the_upstream_and_a_slow_drip_is_cut()
     started = time.monotonic()
     err = asyncio.run(fetch(drip, timeout_s=1.0))
     assert err.code == "image_fetch_failed" and time.monotonic() - started < 3.0
+
+
+def test_a_seed_must_be_a_64_bit_integer():
+    assert chat("hi", seed=2 ** 63 - 1).seed == 2 ** 63 - 1 and chat("hi", seed=-(2 ** 63)).seed == -(2 ** 63)
+    for seed in (2 ** 63, -(2 ** 63) - 1, 10 ** 30):
+        with pytest.raises(ValidationError) as caught:
+            chat("hi", seed=seed)
+        assert pydantic_errors_to_api_error(caught.value.errors()).param == "seed"
+
+
+def test_engine_refusals_are_said_in_the_servers_words():
+    from serve.engine import _client_error
+
+    vllm_text = ("The decoder prompt (length 3001) is longer than the maximum model length of 2048. Make sure that "
+                 "`max_model_len` is no smaller than the number of text tokens plus multimodal tokens")
+    error = _client_error(ValueError(vllm_text), 2048)
+    assert (error.code, error.param) == ("context_length_exceeded", "messages")
+    assert error.message == "the prompt (text and image tokens) is longer than this server's context of 2048 tokens"
+    other = _client_error(ValueError("Internal: sampler tensor at /opt/vllm/v1/sample.py mismatched"), 2048)
+    assert "/opt" not in other.message and "sampler" not in other.message and other.status == 400
+
+
+@pytest.mark.parametrize("fmt, accepted", [("PNG", True), ("JPEG", True), ("WEBP", True), ("GIF", True),
+                                           ("BMP", False), ("TIFF", False), ("ICO", False)])
+def test_images_decode_from_the_common_formats_only(fmt, accepted):
+    import io
+
+    from PIL import Image
+
+    from reasoner_ray.data.images import ImageError, decode_image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, format=fmt)
+    if accepted:
+        assert decode_image(buf.getvalue()).size == (16, 16)
+    else:
+        with pytest.raises(ImageError) as caught:
+            decode_image(buf.getvalue())
+        assert caught.value.reason == "corrupt_image"
+        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        assert refused(image_chat(url)).code == "invalid_image"
