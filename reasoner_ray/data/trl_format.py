@@ -2,7 +2,8 @@
 vision records, and TRL pairs made elsewhere as PreferenceRows the DPO stage trains on.
 
     preference: {"images": [image], "prompt": [user message], "chosen": [assistant message],
-                 "rejected": [assistant message]}        (+ "id", "question", "chosen_score", "rejected_score")
+                 "rejected": [assistant message]}        (+ "id", "question", "chosen_score", "rejected_score",
+                                                          "chosen_truncated", "rejected_truncated")
     SFT:        {"images": [image], "messages": [user message, assistant message]}       (+ "id")
 
 Messages use the content-part shape TRL and transformers chat templates take ({"type": "image"} where the image
@@ -34,7 +35,9 @@ def is_trl_pair(rec: dict[str, Any]) -> bool:
 def pair_to_trl(pair: PreferenceRow) -> dict[str, Any]:
     return {"id": pair.question_id, "question": pair.question, "images": [pair.image], "prompt": pair.messages,
             "chosen": [assistant_message(pair.chosen)], "rejected": [assistant_message(pair.rejected)],
-            "chosen_score": pair.chosen_score, "rejected_score": pair.rejected_score}
+            "chosen_score": pair.chosen_score, "rejected_score": pair.rejected_score,
+            # a chain cut before its end is trained without an end of turn (core/pairs.py); kept for a round trip
+            "chosen_truncated": pair.chosen_truncated, "rejected_truncated": pair.rejected_truncated}
 
 
 def sft_to_trl(example: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +90,9 @@ def trl_to_pair(rec: dict[str, Any]) -> PreferenceRow:
                                              .encode()).hexdigest()[:16]
     return PreferenceRow(question_id=str(question_id), question=question, image=_image(images[0]), messages=messages,
                          chosen=_text(rec["chosen"]), rejected=_text(rec["rejected"]),
-                         chosen_score=float(rec.get("chosen_score", 1.0)), rejected_score=float(rec.get("rejected_score", 0.0)))
+                         chosen_score=float(rec.get("chosen_score", 1.0)), rejected_score=float(rec.get("rejected_score", 0.0)),
+                         chosen_truncated=bool(rec.get("chosen_truncated", False)),
+                         rejected_truncated=bool(rec.get("rejected_truncated", False)))
 
 
 def _jsonable(rec: dict[str, Any], image_dir: Path) -> dict[str, Any]:

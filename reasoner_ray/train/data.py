@@ -105,18 +105,21 @@ def preference_examples(rows: list[PreferenceRow]) -> list[dict[str, Any]]:
 
 
 def write_rows(rows, path: str | Path) -> None:
-    """JSONL (or Parquet by suffix) of row models, images kept by reference."""
+    """JSONL (or Parquet by suffix) of row models, images kept by reference; written whole or not at all (a temp
+    file renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    records = [_json_safe(r).model_dump(mode="json") for r in rows]
+    tmp = path.with_suffix(path.suffix + ".tmp")
     if path.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist([r.to_record() for r in rows]), path)
-        return
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        # An empty mapping (a pair's `sampling` when nothing sampled it) has no Parquet type: left out, it reads back
+        # as its default
+        records = [{k: v for k, v in r.to_record().items() if v != {}} for r in rows]
+        pq.write_table(pa.Table.from_pylist(records), tmp)
+    else:
+        tmp.write_text("".join(json.dumps(_json_safe(r).model_dump(mode="json")) + "\n" for r in rows))
     tmp.replace(path)
 
 

@@ -28,10 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
 def test_pairs_round_trip_through_trl_files(tmp_path, suffix):
     pairs = make_pairs(5)
+    pairs[1] = pairs[1].model_copy(update={"chosen_truncated": True})  # cut chains stay cut: no end of turn added
+    pairs[3] = pairs[3].model_copy(update={"rejected_truncated": True})
     path = write_trl([pair_to_trl(p) for p in pairs], tmp_path / f"pairs{suffix}")
     back = read_rows(path, PreferenceRow)
-    assert [(b.question_id, b.question, b.messages, b.chosen, b.rejected, b.chosen_score) for b in back] == \
-           [(p.question_id, p.question, p.messages, p.chosen, p.rejected, p.chosen_score) for p in pairs]
+    fields = lambda r: (r.question_id, r.question, r.messages, r.chosen, r.rejected, r.chosen_score,  # noqa: E731
+                        r.chosen_truncated, r.rejected_truncated)
+    assert [fields(b) for b in back] == [fields(p) for p in pairs]
     assert [image_bytes(b.image) for b in back] == [image_bytes(p.image) for p in pairs]
 
 
@@ -88,3 +91,23 @@ def test_export_job_writes_sft_examples_as_trl_messages(tmp_path):
     assert [m["role"] for m in cot["messages"]] == ["user", "assistant"] and len(cot["images"]) == 1
     assert cot["messages"][1]["content"][0]["text"].startswith("The shape is round.")
     assert Path(cot["images"][0]).is_file()
+
+
+def test_write_rows_is_whole_or_nothing(tmp_path, monkeypatch):
+    """A kill while a Parquet file of rows is written leaves the old file (or none), never a half one."""
+    import pyarrow.parquet as pq
+
+    pairs = make_pairs(3)
+    path = tmp_path / "pairs.parquet"
+    write_rows(pairs[:1], path)
+
+    def killed(table, where, *args, **kwargs):
+        with open(where, "wb") as fh:
+            fh.write(b"PAR1 half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pq, "write_table", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_rows(pairs, path)
+    monkeypatch.undo()
+    assert [r.question_id for r in read_rows(path, PreferenceRow)] == [pairs[0].question_id]
