@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from reasoner_ray.core.config import build_config
 from reasoner_ray.core.rundir import Manifest
 from reasoner_ray.pipeline.ablation import VARIANTS, VariantResult, ablation_table, variant_config
@@ -80,3 +82,21 @@ def test_ablation_configs_and_table(tmp_path):
     assert len({c.distill.cache_dir for c in cfgs.values()}) == 1  # one teacher cache for the three
     result = VariantResult("mixture", {"cot": {"all": acc(0.6)}, "direct": {"all": acc(0.2)}}, {"all": acc(0.61)}, 700)
     assert "| mixture | 700 | all | 100 | 60.0 ± 1.0 | 61.0 ± 1.0 | 20.0 ± 1.0 |" in ablation_table([result])
+
+
+def test_seed_table_means_and_ranges(tmp_path):
+    from reasoner_ray.pipeline.seeds import figures, seed_config, seed_table
+
+    config = build_config({"run": {"dir": str(tmp_path / "run"), "name": "x"}})
+    assert seed_config(config, 2).run.dir == str(tmp_path / "run" / "seed2") and seed_config(config, 2).run.seed == 2
+    runs = {}
+    for seed, (sft, r1) in enumerate(((0.50, 0.56), (0.40, 0.44), (0.60, 0.63))):
+        m = Manifest()
+        m.record("eval_sft", 10, 20, 1.0, cot=acc(sft), direct=acc(0.2))
+        m.record("r1/eval", 10, 20, 1.0, cot=acc(r1), direct=acc(0.2))
+        runs[seed] = m
+    assert figures(runs[0], 1) == pytest.approx({"sft cot": 50.0, "sft direct": 20.0, "r1 cot": 56.0,
+                                                 "r1 direct": 20.0, "r1 cot gain over sft": 6.0})
+    table = seed_table(runs, 1)
+    assert "| sft cot | 50.0 | 40.0 | 60.0 | 50.0 | 40.0 | 60.0 |" in table
+    assert "| r1 cot gain over sft | 4.3 | 3.0 | 6.0 | 6.0 | 4.0 | 3.0 |" in table
