@@ -95,6 +95,17 @@ def _letter_option_benchmarks(tmp_path: Path) -> tuple[Path, Path]:
         truth.append({"id": f"t-aok-{n}", "image": str(coco / f"{n + 1:012d}.jpg"), "question": f"Which animal, {n}?",
                       "choices": choices, "answer": choices[n], "answer_type": "multiple_choice"})
     (tmp_path / "aokvqa_v1p0_val.json").write_text(json.dumps(records))
+    charts = tmp_path / "charts"  # ChartQA's test/ folder, its images under a relative image_root
+    png(charts / "png" / "c0.png", 200)
+    (charts / "test_human.json").write_text(json.dumps([{"imgname": "c0.png", "query": "Highest bar?", "label": "42.5"}]))
+    truth.append({"id": "t-chart-0", "image": str(charts / "png" / "c0.png"), "question": "Highest bar?",
+                  "answer": "42.5", "answer_type": "relaxed"})
+    info = tmp_path / "info"  # InfographicVQA, its images under a relative image_root
+    png(info / "imgs" / "i0.jpeg", 220)
+    (info / "infographicsVQA_val_v1.0_withQT.json").write_text(json.dumps({"data": [
+        {"questionId": 1, "question": "Share of teens?", "image_local_name": "i0.jpeg", "answers": ["18%"]}]}))
+    truth.append({"id": "t-info-0", "image": str(info / "imgs" / "i0.jpeg"), "question": "Share of teens?",
+                  "answer": "18%", "answer_type": "anls"})
     (tmp_path / "truth.jsonl").write_text("".join(json.dumps(t) + "\n" for t in truth))
     return ai2d, tmp_path / "truth.jsonl"
 
@@ -104,12 +115,16 @@ def test_official_layouts_letter_options_relative_image_root_and_revisions(tmp_p
     right letter scored 0 before), A-OKVQA with a relative image_root has every row (all missing_image before),
     and a redeployed endpoint (another revision) is evaluated anew, nothing read back or taken from the cache."""
     ai2d, truth = _letter_option_benchmarks(tmp_path)
-    coco = os.path.relpath(tmp_path / "coco", ROOT)  # relative to the job's working directory
+    rel = lambda folder: os.path.relpath(tmp_path / folder, ROOT)  # relative to the job's working directory  # noqa: E731
     config = tmp_path / "bench.yaml"
     config.write_text("evaluate:\n  benchmarks:\n"
                       f"    ai2d: {{format: ai2d, split: train, path: '{ai2d}'}}\n"
                       f"    aokvqa: {{format: aokvqa, split: validation, path: '{tmp_path / 'aokvqa_v1p0_val.json'}', "
-                      f"image_root: '{coco}'}}\n"
+                      f"image_root: '{rel('coco')}'}}\n"
+                      f"    chartqa: {{format: chartqa, split: test, path: '{tmp_path / 'charts'}', "
+                      f"image_root: '{rel('charts/png')}'}}\n"
+                      f"    infovqa: {{format: infovqa, split: validation, path: '{tmp_path / 'info'}', "
+                      f"image_root: '{rel('info/imgs')}'}}\n"
                       "eval: {max_tokens: 64, styles: [cot]}\n")
     out, log = tmp_path / "eval", tmp_path / "requests.jsonl"
     with LocalTeacher(f"jsonl:{truth}", request_log=log) as endpoint:
@@ -118,14 +133,15 @@ def test_official_layouts_letter_options_relative_image_root_and_revisions(tmp_p
         assert first.returncode == 0, first.stderr[-3000:]
         results = json.loads((out / "results.json").read_text())["benchmarks"]
         assert results["ai2d"]["questions"] == 4 and results["aokvqa"]["questions"] == 3
-        assert results["ai2d"]["summary"]["cot"]["all"]["accuracy"] == 1.0
-        assert results["aokvqa"]["summary"]["cot"]["all"]["accuracy"] == 1.0
-        assert len(_requests(log)) == 7
+        assert results["chartqa"]["questions"] == results["infovqa"]["questions"] == 1
+        for name in ("ai2d", "aokvqa", "chartqa", "infovqa"):
+            assert results[name]["summary"]["cot"]["all"]["accuracy"] == 1.0, name
+        assert len(_requests(log)) == 9
         again = run("v1")
-        assert "done earlier" in again.stdout and len(_requests(log)) == 7
+        assert "done earlier" in again.stdout and len(_requests(log)) == 9
         redeployed = run("v2")
         assert redeployed.returncode == 0 and "done earlier" not in redeployed.stdout
-        assert len(_requests(log)) == 14  # the new revision's replies are not the old revision's cached ones
+        assert len(_requests(log)) == 18  # the new revision's replies are not the old revision's cached ones
         assert json.loads((out / "results.json").read_text())["produced_by"]["revision"] == "v2"
 
 
