@@ -160,7 +160,7 @@ def test_model_folder_with_verifier_and_clear_errors(tmp_path, tiny_qwen2_vl):
     assert run.returncode == 0, run.stderr[-3000:]
     assert re.search(r"\| shapes \| (VQA )?accuracy \| 6 \| ", run.stdout)
     assert "The model as a verifier of 2 sampled CoT chains" in run.stdout and "| shapes | " in run.stdout.split("verifier")[-1]
-    verifier = json.loads((out / "results.json").read_text())["benchmarks"]["shapes"]["verifier"]["summary"]["all"]
+    verifier = json.loads((out / "results.json").read_text())["benchmarks"]["shapes"]["verifier"]["summary"]
     assert {"majority", "best_of_n/policy/sum", "oracle"} <= set(verifier)  # policy == reference: every reward is 0
     first = json.loads((out / "results.json").read_text())["produced_by"]
 
