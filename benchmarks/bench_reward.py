@@ -23,7 +23,7 @@ import string
 import time
 
 from reasoner_ray.core.reward import math_answer, normalize, numeric, score, scoring
-from reasoner_ray.stages.reward_stage import score_batch
+from reasoner_ray.operators.scoring import score_batch
 
 SAMPLES_PER_QUESTION = 32
 WORDS = "the chart shows a bar for each year and the tallest bar is labelled with its value in blue".split()

@@ -73,7 +73,7 @@ def run_stage(model: str, args) -> dict:
 def run_bare_vllm(model: str, args, cpu_cores: int | None = None) -> dict:
     from reasoner_ray.engines.vllm_generator import EngineSettings, VLLMGenerator
 
-    if cpu_cores is None:  # the stage's share per engine (reasoner_ray.stages.generation.GenerationActor)
+    if cpu_cores is None:  # the stage's share per engine (reasoner_ray.operators.generation.GenerationActor)
         cpu_cores = max(1, len(os.sched_getaffinity(0)) // args.engines)
     qs = rows(args.prompts)
     started = time.perf_counter()

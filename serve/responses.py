@@ -1,6 +1,6 @@
 """vLLM `RequestOutput`s -> OpenAI chat completion bodies (one JSON object, or server-sent event chunks).
 
-Each choice also gets `final_answer`: the reply's final answer by reasoner_ray.reward's extraction (the same one
+Each choice also gets `final_answer`: the reply's final answer by reasoner_ray.core.reward's extraction (the same one
 the training reward uses), None when the reply has none.
 """
 
@@ -10,7 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from reasoner_ray.reward import extract_final_answer
+from reasoner_ray.core.reward import extract_final_answer
 from serve.schemas import (
     AssistantMessage,
     ChatCompletion,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from reasoner_ray.core.reward import ANSWER_MARKER, consensus_answer
 from reasoner_ray.core.rows import VQARow
 
-ANSWER_MARKER = "### Answer:"
 
 DIRECT_INSTRUCTION = "Answer the question with a short answer."
 COT_INSTRUCTION = "Generate a reason first and then output a short answer."
@@ -106,8 +106,6 @@ def teacher_messages(row: VQARow, image_url: str, include_answer: bool) -> list[
 def gold_answer(row: VQARow) -> str:
     """The row's one gold answer: the consensus of its human answers (reward.consensus_answer), the rule every
     target, teacher hint and verification uses."""
-    from reasoner_ray.core.reward import consensus_answer  # here: the reward package imports ANSWER_MARKER from us
-
     return consensus_answer(row.answers, row.answer_type)
 
 

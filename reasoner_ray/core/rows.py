@@ -140,6 +140,6 @@ class RejectedRow(_Row):
     """An input row that did not make it to the output, and why. Every input ends in output or here."""
 
     id: str
-    stage: str
+    step: str  # where it was turned away: read, teacher, verify
     reason: str
     detail: str = ""

@@ -3,7 +3,7 @@
 Layout under the output folder (files appear only when the run completes: each is written as `*.partial` and
 renamed at the end, so a killed run never leaves a half file that looks whole):
     rows.jsonl                       verified VQARows with `rationale` (reasoner_ray.data.readers format "jsonl")
-    rejected.jsonl                   RejectedRow records: id, stage, reason, detail
+    rejected.jsonl                   RejectedRow records: id, step, reason, detail
     sft/<source>/cot.none.jsonl      LLaVA conversations, CoT (readers format "llava"), as the paper's release
     sft/<source>/direct.none.jsonl   LLaVA conversations, direct answers
     summary.json                     counts, rejections by reason, retries, token totals, estimated cost
@@ -40,7 +40,7 @@ class Tally:
             self.verified += 1
         else:
             self.rejected[rec["reason"]] += 1
-            self.failed_calls += rec["stage"] == "teacher"
+            self.failed_calls += rec["step"] == "teacher"
         self.attempts += rec["attempts"]
         self.retries += max(0, rec["attempts"] - 1)
         origin = "cached" if rec["cached"] else "fresh"
@@ -99,7 +99,7 @@ class OutputWriter:
             self._append(f"sft/{source}/cot.none.jsonl", rec["cot"])
             self._append(f"sft/{source}/direct.none.jsonl", rec["direct"])
         else:
-            rejected = RejectedRow(id=rec["id"], stage=rec["stage"], reason=rec["reason"], detail=rec["detail"])
+            rejected = RejectedRow(id=rec["id"], step=rec["step"], reason=rec["reason"], detail=rec["detail"])
             self._append("rejected.jsonl", json.dumps(rejected.to_record()))
 
     def finish(self, summary: dict[str, Any]) -> dict[str, str]:

@@ -5,7 +5,7 @@ CoT + direct SFT data.
     result = run_distillation(config, out_dir)   # Ray is started if it is not running yet
 
 Data flow: `reasoner_ray.data.ray_source.read_dataset(config.data.train)` (rows checked in Ray tasks and kept
-in the object store, images by reference) -> the teacher stage (`stage.TeacherStage` on an actor pool), streamed
+in the object store, images by reference) -> the teacher's calls (`operators.teacher_calls.TeacherCalls` on an actor pool), streamed
 -> the driver, which writes each record as it arrives (`output.OutputWriter`) and prints progress. The driver
 holds no rows, so its memory stays flat as rows grow.
 When `teacher.start_local` is set and `teacher.base_url` is a loopback address nobody answers on, the project's
@@ -87,7 +87,7 @@ def _teacher_records(config: Config, settings: CallSettings, run_token: str):
     import ray
 
     from reasoner_ray.data.ray_source import read_dataset
-    from reasoner_ray.distill.stage import TeacherStage
+    from reasoner_ray.operators.teacher_calls import TeacherCalls
 
     d = config.distill
     # Enough batches in flight per actor that the semaphore, not the batching, is what limits: while one batch
@@ -96,7 +96,7 @@ def _teacher_records(config: Config, settings: CallSettings, run_token: str):
     pool = ray.data.ActorPoolStrategy(size=d.num_actors, max_tasks_in_flight_per_actor=calls_per_actor,
                                       max_concurrent_calls_per_actor=calls_per_actor, enable_true_multi_threading=True)
     return read_dataset(config.data.train).map_batches(
-        TeacherStage, fn_constructor_kwargs={"settings": settings, "cache_dir": cache_dir(config),
+        TeacherCalls, fn_constructor_kwargs={"settings": settings, "cache_dir": cache_dir(config),
                                              "include_answer": config.teacher.include_answer, "run_token": run_token},
         batch_size=d.batch_size, batch_format="pyarrow", compute=pool, num_cpus=d.actor_num_cpus,
     )

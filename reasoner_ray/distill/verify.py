@@ -3,7 +3,7 @@ or rejected with a reason. Pure apart from the reward module; no Ray, no network
 
 A verified row yields the row itself with its `rationale` filled, a CoT conversation (rationale, then
 `### Answer: <gold>`) and a direct conversation (the short answer), as the paper's SFT mixture. The final answer
-is checked with `reasoner_ray.reward.score`, the same rule the rollout rewards use, against the one gold the
+is checked with `reasoner_ray.core.reward.score`, the same rule the rollout rewards use, against the one gold the
 targets write (`prompts.gold_answer`, the consensus of several human answers), so a rationale never concludes
 one answer above a `### Answer:` line that gives another.
 """
@@ -25,15 +25,16 @@ from reasoner_ray.core.rows import VQARow
 from reasoner_ray.data.images import to_data_url
 from reasoner_ray.data.llava import to_llava_record
 from reasoner_ray.distill.client import CallResult
-from reasoner_ray.reward import GoldAnswerError, score
+from reasoner_ray.core.reward import GoldAnswerError, score
 
 # Every output record has exactly these columns, so Arrow blocks of verified and rejected rows share a schema.
-COLUMNS = ("id", "status", "stage", "reason", "detail", "source", "row", "cot", "direct", "key", "attempts", "cached",
+COLUMNS = ("id", "status", "step", "reason", "detail", "source", "row", "cot", "direct", "key", "attempts", "cached",
            "prompt_tokens", "completion_tokens")
 
 
-def record(row_id: str, status: str, stage: str, reason: str = "", detail: str = "", **fields: Any) -> dict[str, Any]:
-    out = {"id": row_id, "status": status, "stage": stage, "reason": reason, "detail": detail, "source": "", "row": "",
+def record(row_id: str, status: str, step: str, reason: str = "", detail: str = "", **fields: Any) -> dict[str, Any]:
+    """`step`: where a rejected row was turned away (read, teacher, verify)."""
+    out = {"id": row_id, "status": status, "step": step, "reason": reason, "detail": detail, "source": "", "row": "",
            "cot": "", "direct": "", "key": "", "attempts": 0, "cached": False, "prompt_tokens": 0, "completion_tokens": 0}
     out.update(fields)
     return out

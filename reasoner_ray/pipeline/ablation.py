@@ -54,7 +54,7 @@ def lenient_cot(scored_dir: Path) -> dict:
     import pyarrow.dataset as pads
 
     from reasoner_ray.core.metrics import summarize
-    from reasoner_ray.stages.reward_stage import score_batch
+    from reasoner_ray.operators.scoring import score_batch
 
     table = pads.dataset(str(scored_dir), format="parquet").to_table(
         columns=["style", "text", "answer", "answer_type", "choices", "tags"]).to_pandas()

@@ -21,7 +21,7 @@ from reasoner_ray.core.config import Config, DataSource, EndpointConfig
 from reasoner_ray.core.metrics import ENDPOINT_ERROR, summarize
 
 if TYPE_CHECKING:
-    from reasoner_ray.stages.generation import GenerationPlan
+    from reasoner_ray.operators.generation import GenerationPlan
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class ModelBackend:
     path: str
 
     def generate(self, config: Config, questions, plans: dict):
-        from reasoner_ray.stages.generation import generate_dataset
+        from reasoner_ray.operators.generation import generate_dataset
 
         gpus = float(config.rollout.tensor_parallel_size) if config.train.use_gpu else 0.0
         return generate_dataset(questions, engine_settings(config, self.path), plans, config.rollout.num_engines,
@@ -80,7 +80,7 @@ class EndpointBackend:
         import ray
 
         from reasoner_ray.distill.client import endpoint_settings
-        from reasoner_ray.stages.endpoint_generation import EndpointGenerationActor
+        from reasoner_ray.operators.endpoint_generation import EndpointGenerationActor
 
         if len(plans) != 1:
             raise ValueError(f"an endpoint backend generates one plan per pass, got {len(plans)}: {', '.join(plans)}")
@@ -150,7 +150,7 @@ def generate(config: Config, backend, tasks: dict[str, GenerationTask]) -> dict[
 
     import pyarrow as pa
 
-    from reasoner_ray.stages.generation import TASK_COLUMN
+    from reasoner_ray.operators.generation import TASK_COLUMN
 
     questions = {name: questions_of(task.source) for name, task in tasks.items()}
     plans = {name: task.plan for name, task in tasks.items()}
@@ -175,7 +175,7 @@ def generate(config: Config, backend, tasks: dict[str, GenerationTask]) -> dict[
 
 def score_replies(batch):
     """The reward stage's scoring; a reply the endpoint never gave is `endpoint_error` (unscored, not wrong)."""
-    from reasoner_ray.stages.reward_stage import score_batch
+    from reasoner_ray.operators.scoring import score_batch
 
     scored = score_batch(batch)
     if "error" in scored:
@@ -189,7 +189,7 @@ def evaluate_source(config: Config, backend, source: DataSource, out: Path, roun
     """`also`: more generation for the same engines' pass (the main job: the next round's rollouts)."""
     import ray
 
-    from reasoner_ray.stages.generation import GenerationPlan
+    from reasoner_ray.operators.generation import GenerationPlan
 
     plan = GenerationPlan.evaluation(list(config.eval.styles), config.eval.max_tokens, round_index)
     counts = generate(config, backend, {"eval": GenerationTask(source, plan, out / "generated"), **(also or {})})

@@ -1,8 +1,8 @@
 """Rollouts, rewards, pairs and evaluation as stage functions over the run directory.
 
 Each returns a `StageFn` for `StageRunner.run`. Rollouts and evaluation stream questions through vLLM actors
-(reasoner_ray.stages.generation) and write Parquet; rewards score rollouts in Ray Data batches
-(reasoner_ray.stages.reward_stage); pairs are built in the driver by the pure pair builder and written as
+(reasoner_ray.operators.generation) and write Parquet; rewards score rollouts in Ray Data batches
+(reasoner_ray.operators.scoring); pairs are built in the driver by the pure pair builder and written as
 PreferenceRow JSONL (with each chain's sampled tokens and log-probs when the rollouts kept them); evaluation
 also writes a summary (accuracy per style and answer type, standard error).
 
@@ -28,7 +28,7 @@ from reasoner_ray.core.rows import SampledTokens, VQARow
 from reasoner_ray.pipeline.evaluation import (GenerationTask, ModelBackend, evaluate_source, generate, questions_of,
                                                read_table)
 from reasoner_ray.pipeline.runner import StageCounts, StageFn, StageIO
-from reasoner_ray.stages.generation import SAMPLED_COLUMNS, GenerationPlan
+from reasoner_ray.operators.generation import SAMPLED_COLUMNS, GenerationPlan
 from reasoner_ray.storage import write_atomic
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def rewards_stage(config: Config, rollouts_dir: Path) -> StageFn:
     def run(io: StageIO) -> StageCounts:
         import ray
 
-        from reasoner_ray.stages.reward_stage import score_batch
+        from reasoner_ray.operators.scoring import score_batch
 
         from reasoner_ray.core.diagnosis import diagnose
 
@@ -225,7 +225,7 @@ def diagnose_stage(config: Config, model_path: str) -> StageFn:
 
         from reasoner_ray.core.diagnosis import diagnose
         from reasoner_ray.pipeline.verify_stage import verify_plan
-        from reasoner_ray.stages.reward_stage import score_batch
+        from reasoner_ray.operators.scoring import score_batch
 
         n_q, n_out, extra = generate_or_adopt(config, io, model_path, config.data.validation, verify_plan(config, 0),
                                               io.output / "generated")

@@ -31,7 +31,7 @@ VERIFY_SUMMARY = "summary.json"
 
 def verify_plan(config: Config, round_index: int):
     """`eval.samples` CoT chains per evaluation question at `eval.sample_temperature`."""
-    from reasoner_ray.stages.generation import GenerationPlan
+    from reasoner_ray.operators.generation import GenerationPlan
 
     e = config.eval
     return GenerationPlan.rollouts([e.sample_temperature], e.samples, e.max_tokens, 1.0, config.run.seed, round_index)
@@ -94,7 +94,7 @@ def _sample_and_score(config: Config, io: StageIO, policy: str, source, name: st
     from reasoner_ray.core.metrics import UNSCORED_REASONS
     from reasoner_ray.pipeline.evaluation import read_table
     from reasoner_ray.pipeline.generation_stages import generate_or_adopt
-    from reasoner_ray.stages.reward_stage import score_batch
+    from reasoner_ray.operators.scoring import score_batch
 
     folder = io.output / name
     n_q, _, generated = generate_or_adopt(config, io, policy, source, verify_plan(config, round_index),

@@ -54,7 +54,7 @@ def test_distillation_finishes_when_a_node_dies_and_resends_nothing_answered(clu
         with open(job_log, "w") as fh:
             job = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
         try:
-            victim = wait_for_worker_node_running(cluster, "TeacherStage")
+            victim = wait_for_worker_node_running(cluster, "TeacherCalls")
             deadline = time.monotonic() + 300
             while len(ResponseCache(cache).keys()) < ROWS // 4:
                 assert job.poll() is None, job_log.read_text()[-3000:]

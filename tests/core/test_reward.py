@@ -10,8 +10,8 @@ import pytest
 from reasoner_ray.core.reward import REGISTRY, GoldAnswerError, Score, extract_final_answer, score
 from reasoner_ray.core.reward.math_answer import MathVerifier
 from reasoner_ray.core.rows import ANSWER_TYPES
-from reasoner_ray.reward import score as public_score
-from reasoner_ray.stages.reward_stage import score_batch
+from reasoner_ray.core.reward import score as public_score
+from reasoner_ray.operators.scoring import score_batch
 
 
 def chain(answer: str) -> str:
@@ -342,7 +342,7 @@ def test_score_batch_without_choices_column():
 
 
 def test_direct_replies_are_scored_whole():
-    from reasoner_ray.reward import score as score_fn
+    from reasoner_ray.core.reward import score as score_fn
 
     assert score_fn("yes", "yes", "yes_no", direct=True).correct
     assert score_fn("Red.", "red", "open", direct=True).correct
@@ -351,10 +351,10 @@ def test_direct_replies_are_scored_whole():
     assert score_fn("It is red.\n### Answer: blue", "blue", "open", direct=True).correct  # the marker still wins
 
 
-def test_reward_stage_scores_direct_style_whole():
+def test_scoring_scores_direct_style_whole():
     import numpy as np
 
-    from reasoner_ray.stages.reward_stage import score_batch
+    from reasoner_ray.operators.scoring import score_batch
 
     batch = {"text": np.array(["no", "no"], dtype=object), "answer": np.array(["no", "no"], dtype=object),
              "answer_type": np.array(["yes_no", "yes_no"], dtype=object), "style": np.array(["direct", "cot"], dtype=object)}

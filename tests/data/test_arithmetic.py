@@ -91,8 +91,8 @@ def test_teacher_rationales_end_in_the_gold_and_verify():
         assert not score(wrong, row.answer, row.answer_type, row.choices).correct
 
 
-def test_the_reward_stage_writes_the_step_check():
-    from reasoner_ray.stages.reward_stage import score_batch
+def test_scoring_writes_the_step_check():
+    from reasoner_ray.operators.scoring import score_batch
 
     rec = arithmetic.make_record("test", 0)  # 9 x 9 + 2 x 2 = 85
     slip = "The digits are red 9, blue 9, green 2 and orange 2. 9 x 9 = 81. 2 x 2 = 4. 81 + 4 = 86.\n### Answer: 86"

@@ -11,7 +11,7 @@ import pytest
 
 from reasoner_ray.core.config import build_config
 from reasoner_ray.data.llava import llava_record_to_raw
-from reasoner_ray.reward import score
+from reasoner_ray.core.reward import score
 from reasoner_ray.teacher.launch import LocalTeacher
 
 ROWS = 2000

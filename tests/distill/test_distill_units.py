@@ -24,7 +24,7 @@ from reasoner_ray.distill.client import CallResult, retry_after_s
 from reasoner_ray.distill.limits import TokenBucket
 from reasoner_ray.distill.request_key import body_key, request_key
 from reasoner_ray.distill.verify import judge
-from reasoner_ray.reward import score
+from reasoner_ray.core.reward import score
 from reasoner_ray.teacher.faults import FaultPlan
 from reasoner_ray.teacher.index import AnnotationIndex
 from reasoner_ray.teacher.server import write_completion

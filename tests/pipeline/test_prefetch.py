@@ -13,7 +13,7 @@ import pytest
 from reasoner_ray.core.config import build_config
 from reasoner_ray.pipeline import generation_stages as gen
 from reasoner_ray.pipeline.runner import StageIO
-from reasoner_ray.stages.generation import GenerationPlan
+from reasoner_ray.operators.generation import GenerationPlan
 
 
 def _parquet(path: Path, rows: int) -> None:

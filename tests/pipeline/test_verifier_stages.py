@@ -18,7 +18,7 @@ from reasoner_ray.pipeline.generation_stages import Prefetch
 from reasoner_ray.pipeline.runner import StageIO
 from reasoner_ray.pipeline.verifier_stage import verifier_stage
 from reasoner_ray.pipeline.verify_stage import question_sets, verify_plan, verify_stage
-from reasoner_ray.stages.reward_stage import score_batch
+from reasoner_ray.operators.scoring import score_batch
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

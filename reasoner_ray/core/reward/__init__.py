@@ -17,10 +17,11 @@ from reasoner_ray.core.reward.base import (
     Score,
     register,
 )
-from reasoner_ray.core.reward.extract import extract_final_answer
+from reasoner_ray.core.reward.extract import ANSWER_MARKER, extract_final_answer
 from reasoner_ray.core.reward.scoring import consensus_answer, score
 
 __all__ = [
+    "ANSWER_MARKER",
     "GOLD_ERROR",
     "NOT_AN_OPTION",
     "NOT_YES_NO",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from reasoner_ray.core.prompts import ANSWER_MARKER
+ANSWER_MARKER = "### Answer:"  # what the paper's CoT responses end with; prompts.py writes it, this reads it
 
 _ANSWER_LINE = re.compile(r"^[ \t#>*]*(?:final[ \t]+)?answer[ \t]*\**[ \t]*[:：]", re.IGNORECASE | re.MULTILINE)
 _BOXED = "\\boxed{"

@@ -1,5 +1,5 @@
-"""The machinery of Ray Data stages that call an OpenAI-compatible endpoint: a base for callable classes run by
-`map_batches` on an actor pool (the teacher stage, and evaluation against an endpoint).
+"""Endpoint calls: the base of the Ray Data operators that call an OpenAI-compatible endpoint, callable classes run
+by `map_batches` on an actor pool (the teacher's calls, and evaluation against an endpoint).
 
 Each actor runs its own asyncio loop in a background thread; every batch submitted to the actor (several at
 once: the pool runs it multi-threaded) puts its calls on that loop, where the caller's semaphore caps the
@@ -30,7 +30,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-class CallStage:
+class EndpointCalls:
     def __init__(self, settings: CallSettings, cache_dir: str, run_token: str = ""):
         self.settings = settings
         self.run_token = run_token  # cache entries written by this run's preflight count as fresh calls

@@ -1,11 +1,11 @@
-"""vLLM generation as a Ray Data stage: rollouts (many samples per question) and evaluation (greedy).
+"""vLLM generation as a Ray Data operator: rollouts (many samples per question) and evaluation (greedy).
 
 Each Ray Data actor holds one `VLLMGenerator` (one engine per `tensor_parallel_size` GPUs, or on CPUs one per
 slot of cores, reasoner_ray/engines/cpu_binding.py); rows stream through `map_batches` in batches of
 questions. Rollouts sample `samples_per_temperature` chains at every temperature of the config with the CoT
 instruction; evaluation decodes greedily once per style (CoT, direct).
 Output rows: question id, style, sample index, temperature, text, finish reason, token counts, plus the gold
-answer fields the reward stage needs; with `plan.logprobs` also the sampled token ids and their log-probs
+answer fields scoring needs; with `plan.logprobs` also the sampled token ids and their log-probs
 (the DPO reference log-probs when the sampling model is the reference, reasoner_ray/train/reference.py).
 One pass may serve several plans on one set of engines (a round's evaluation, its verifier's chains and the next
 round's rollouts all sample the same model): each question row then names its plan in a `task` column, which the

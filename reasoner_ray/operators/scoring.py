@@ -1,13 +1,14 @@
-"""The reward stage: score rollout rows in batches, for `Dataset.map_batches`.
+"""The scoring operator: score generated rows in batches with the reward, for `Dataset.map_batches` (the rewards,
+evaluation, diagnosis and verify stages all score through it).
 
     ds.map_batches(score_batch, batch_format="numpy")   # or batch_format="pandas"
 
-Rows carry `text` (the sampled chain), optionally `style` ("direct" replies are scored whole), and the question's `answer` (str or list of human answers), `answer_type`
-and optional `choices`. The stage adds `parsed`, `value`, `correct`, `reason` and `step_check` (where a CoT chain
-first went wrong, for sources with a step checker: reasoner_ray/data/step_checks.py; else ""), keeping every
-other column. A
-row whose gold cannot be read is not rewarded: value 0, correct False, reason "gold_error" (the pair builder drops
-its question), so one bad row does not fail a whole scoring job. No Ray import: this is a plain function.
+Rows carry `text` (the sampled chain), optionally `style` ("direct" replies are scored whole), and the question's
+`answer` (str or list of human answers), `answer_type` and optional `choices`. It adds `parsed`, `value`,
+`correct`, `reason` and `step_check` (where a CoT chain first went wrong, for sources with a step checker:
+reasoner_ray/data/step_checks.py; else ""), keeping every other column. A row whose gold cannot be read is not
+rewarded: value 0, correct False, reason "gold_error" (the pair builder drops its question), so one bad row does
+not fail a whole scoring job. No Ray import: this is a plain function.
 """
 
 from __future__ import annotations

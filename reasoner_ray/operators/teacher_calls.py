@@ -1,7 +1,8 @@
-"""The Ray Data stage that asks the teacher: a callable class for `map_batches` on an actor pool.
+"""The teacher's calls: the Ray Data operator that asks the teacher, a callable class for `map_batches` on an actor
+pool.
 
 Why not `ray.data.llm`'s HTTP processor: it keeps one request in flight per actor, and a row whose calls keep
-failing fails the whole job (see README.md (Distillation)). The calls go through `call_stage.CallStage` (an
+failing fails the whole job (see README.md (Distillation)). The calls go through `endpoint_calls.EndpointCalls` (an
 asyncio loop per actor, a semaphore over the requests in flight, the durable cache). Per row: build the teacher
 messages, get the completion (cache or endpoint), then verify. Every input row comes out as exactly one record
 (see verify.COLUMNS), verified or rejected with a reason.
@@ -16,13 +17,13 @@ from pydantic import ValidationError
 from reasoner_ray.core.prompts import teacher_messages
 from reasoner_ray.core.rows import VQARow
 from reasoner_ray.data.images import ImageError, to_data_url
-from reasoner_ray.distill.call_stage import CallStage
+from reasoner_ray.operators.endpoint_calls import EndpointCalls
 from reasoner_ray.distill.client import CallSettings
 from reasoner_ray.distill.request_key import request_key
 from reasoner_ray.distill.verify import COLUMNS, judge_safely, record
 
 
-class TeacherStage(CallStage):
+class TeacherCalls(EndpointCalls):
     def __init__(self, settings: CallSettings, cache_dir: str, include_answer: bool, run_token: str = ""):
         super().__init__(settings, cache_dir, run_token)
         self.include_answer = include_answer

@@ -1,8 +1,8 @@
-"""Generation through an OpenAI-compatible endpoint as a Ray Data stage: the rows of the vLLM stage
+"""Generation through an OpenAI-compatible endpoint as a Ray Data operator: the rows of the vLLM operator
 (generation.OUTPUT_COLUMNS, plus `cached` and `error`), so scoring and summaries are the same for both.
 
 The student's own prompt (prompts.prompt_messages, the image as a data URL) is sent once per (question, style,
-sample) through `call_stage.CallStage`: concurrency cap, rate limits, retries, and the durable cache, so a rerun
+sample) through `endpoint_calls.EndpointCalls`: concurrency cap, rate limits, retries, and the durable cache, so a rerun
 re-sends nothing that completed. Greedy passes send temperature 0; sampled passes send a per-sample seed.
 A call that finally fails gives an empty text and its reason in `error` (evaluation leaves it out of the
 accuracy and counts it), never a failed job.
@@ -17,10 +17,10 @@ from typing import Any
 from reasoner_ray.core.prompts import prompt_messages
 from reasoner_ray.core.rows import VQARow
 from reasoner_ray.data.images import to_data_url
-from reasoner_ray.distill.call_stage import CallStage
+from reasoner_ray.operators.endpoint_calls import EndpointCalls
 from reasoner_ray.distill.client import CallSettings
 from reasoner_ray.distill.request_key import request_key
-from reasoner_ray.stages.generation import OUTPUT_COLUMNS, GenerationPlan
+from reasoner_ray.operators.generation import OUTPUT_COLUMNS, GenerationPlan
 
 ENDPOINT_COLUMNS = (*OUTPUT_COLUMNS, "cached", "error")
 
@@ -31,7 +31,7 @@ def sample_seed(plan: GenerationPlan, question_id: str, index: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-class EndpointGenerationActor(CallStage):
+class EndpointGenerationActor(EndpointCalls):
     def __init__(self, settings: CallSettings, cache_dir: str, plan: GenerationPlan):
         super().__init__(settings, cache_dir)
         self.plan = plan

@@ -1,1 +1,0 @@
-"""Pipeline stages: thin adapters that run the pure core on Ray (Ray Data, Ray actors, Ray Train)."""
