@@ -28,7 +28,9 @@ from benchmarks.bench_rollouts import bench_model  # noqa: E402
 def run_stages(model: str, args, shared: bool) -> dict:
     from reasoner_ray.core.config import build_config
     from reasoner_ray.core.data_regime import rollout_source
-    from reasoner_ray.pipeline.generation_stages import Prefetch, eval_stage, rollout_plan, rollouts_stage
+    from reasoner_ray.pipeline.prefetch import Prefetch
+    from reasoner_ray.pipeline.stages.evaluate import eval_stage
+    from reasoner_ray.pipeline.stages.rollouts import rollout_plan, rollouts_stage
     from reasoner_ray.pipeline.runner import StageRunner
     from reasoner_ray.ray_utils import init_ray
 
@@ -47,7 +49,7 @@ def run_stages(model: str, args, shared: bool) -> dict:
     seconds = {}
     for name, fn in (("eval", eval_stage(config, model, 0, then)), ("rollouts", rollouts_stage(config, model, 1))):
         started = time.perf_counter()
-        rec = runner.run("eval_sft" if name == "eval" else "r1/rollouts", fn)
+        rec = runner.run("r0/eval" if name == "eval" else "r1/rollouts", fn)
         seconds[name] = time.perf_counter() - started
         assert rec.outputs == (2 * args.eval if name == "eval" else args.prompts * args.samples), (name, rec)
     return seconds

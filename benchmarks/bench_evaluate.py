@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--actors", type=int, default=1)
     args = p.parse_args(argv)
-    from reasoner_ray.pipeline.evaluation import EndpointBackend, evaluate_source
+    from reasoner_ray.pipeline.evaluation import evaluate_source
+    from reasoner_ray.pipeline.generate import EndpointBackend
     from reasoner_ray.ray_utils import init_ray
 
     init_ray()

@@ -4,7 +4,7 @@
 
 One run, same machine, same prompts (easy-VQA test images) and sample count, fixed-length outputs
 (ignore_eos), on a ~20M-parameter tiny Qwen2-VL where compute matters. Prints generated tokens/s of:
-  (a) the rollout stage (reasoner_ray.pipeline.generation_stages.rollouts_stage: Ray Data + vLLM actors),
+  (a) the rollout stage (reasoner_ray.pipeline.stages.rollouts.rollouts_stage: Ray Data + vLLM actors),
       wall time of the whole stage including actor and engine start, and its generation-only rate;
   (b) bare `vllm.LLM.generate` with one engine set up as the stage sets up each of its engines (in-process
       engine core, threads pinned to the engine's share of the cores), generate call only and including engine
@@ -46,7 +46,7 @@ def rows(n: int):
 
 def run_stage(model: str, args) -> dict:
     from reasoner_ray.core.config import build_config
-    from reasoner_ray.pipeline.generation_stages import rollouts_stage
+    from reasoner_ray.pipeline.stages.rollouts import rollouts_stage
     from reasoner_ray.pipeline.runner import StageRunner
     from reasoner_ray.ray_utils import init_ray
 

@@ -52,7 +52,7 @@ def _evaluate(config, args) -> int:
     from reasoner_ray.cli import driver_log_path, log_to_file
     from reasoner_ray.core.errors import PreflightError
     from reasoner_ray.models.loading import resolve_model_path
-    from reasoner_ray.pipeline.evaluation import EndpointBackend, ModelBackend
+    from reasoner_ray.pipeline.generate import EndpointBackend, ModelBackend
     from reasoner_ray.pipeline.lock import hold_run_dir
     from reasoner_ray.pipeline.preflight import check_model
 
@@ -84,7 +84,8 @@ def _evaluate(config, args) -> int:
 
 
 def _evaluate_into(config, args, backend, out: Path) -> int:
-    from reasoner_ray.pipeline.evaluation import ModelBackend, benchmark_sources, evaluate_benchmarks
+    from reasoner_ray.pipeline.benchmark_eval import benchmark_sources, evaluate_benchmarks
+    from reasoner_ray.pipeline.generate import ModelBackend
     from reasoner_ray.pipeline.preflight import check_model, check_sources
     from reasoner_ray.ray_utils import init_ray
 
@@ -96,7 +97,7 @@ def _evaluate_into(config, args, backend, out: Path) -> int:
     if args.reference:
         check_model(config, args.reference, f"--reference {args.reference}")
     init_ray()
-    results = evaluate_benchmarks(config, backend, out, args.reference)
+    evaluate_benchmarks(config, backend, out, args.reference)
     print("\n" + (out / "table.md").read_text().split("\n", 2)[2])
     print(f"\nresults: {out / 'results.json'}\ntable: {out / 'table.md'}")
     return 0

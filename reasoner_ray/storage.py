@@ -67,7 +67,27 @@ class RunDir:
         if self.fs is not None:
             self._pull_file(MANIFEST)
         path = self.root / MANIFEST
-        return Manifest.model_validate_json(path.read_text()) if path.is_file() else Manifest()
+        manifest = Manifest.model_validate_json(path.read_text()) if path.is_file() else Manifest()
+        if manifest.renamed():
+            self.migrate(manifest)
+        return manifest
+
+    def migrate(self, manifest: Manifest) -> None:
+        """Move stages an older version recorded under retired names (rundir.RENAMED) to their new names and
+        folders, folders first, then the manifest: a kill in between leaves the old manifest naming the old
+        stage, whose folder the next open moves again (a move that already happened is skipped)."""
+        for old, new, old_folder in manifest.renamed():
+            if self.fs is not None:
+                self._pull_dir(old_folder)
+            source, target = self.root / old_folder, self.path(new)
+            if source.is_dir() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(source, target)
+            if self.fs is not None:
+                self._push(stage_dir(new))
+                self.fs.delete_dir_contents(self._remote(old_folder), missing_dir_ok=True)
+            manifest.rename(old, new)
+        self.save_manifest(manifest)
 
     def save_manifest(self, manifest: Manifest) -> None:
         write_atomic(self.root / MANIFEST, manifest.model_dump_json(indent=2))

@@ -76,7 +76,7 @@ class DataConfig(_Section):
     train: DataSource = DataSource()
     eval: DataSource = DataSource(split="test", limit=200)
     # Where settings are chosen, never data.eval: the verifier's vote temperatures and its best method, and the
-    # SFT model's sampled chains diagnosed (stage diagnose_sft) when eval.samples > 0. None: no such choice.
+    # SFT model's sampled chains diagnosed (stage r0/diagnose) when eval.samples > 0. None: no such choice.
     validation: DataSource | None = None
     # The paper's data regime (core/data_regime.py): teacher rationales for this fraction of data.train (its first
     # rows), short answers only for the rest, from which each round's rollouts take fresh questions.

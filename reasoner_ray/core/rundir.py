@@ -8,8 +8,8 @@
       logs/driver.log               the driver's log, with the traceback of any failure
       distill/                      teacher rationales (SFT rows), rejected rows, accounting
       sft/                          SFT checkpoints and export/
-      eval/sft/                     evaluation of the SFT model
-      eval/sft-diagnosis/           the SFT model's sampled chains on data.validation: where they go wrong
+      rounds/r0/eval/               evaluation of the SFT model (round 0's policy)
+      rounds/r0/diagnose/           the SFT model's sampled chains on data.validation: where they go wrong
       rounds/r1/rollouts/ ... /verify  round 1's rollouts, rewards, pairs, reference log-probs, DPO, eval, the
                                     separate verifier's training and the verifiers' comparison (eval.samples > 0)
       report/                       report.md and plots
@@ -27,10 +27,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-ROUND_STAGES = ("rollouts", "rewards", "pairs", "reference", "dpo", "eval", "verifier", "verify")
-RUN_STAGES = ("distill", "sft", "eval_sft", "diagnose_sft", "report")
-_FOLDERS = {"distill": "distill", "sft": "sft", "eval_sft": "eval/sft", "diagnose_sft": "eval/sft-diagnosis",
-            "report": "report"}
+ROUND_STAGES = ("rollouts", "rewards", "pairs", "reference", "dpo", "eval", "diagnose", "verifier", "verify")
+RUN_STAGES = ("distill", "sft", "report")
+_FOLDERS = {"distill": "distill", "sft": "sft", "report": "report"}
+# Stages an older version of the project named otherwise: old name -> (new name, old folder). A run directory
+# written by it is moved to the new names when opened (storage.RunDir.migrate), so it resumes.
+RENAMED = {"eval_sft": ("r0/eval", "eval/sft")}
 
 
 def round_stage(round_index: int, name: str) -> str:
@@ -73,6 +75,13 @@ class Manifest(BaseModel):
     """Completed stages in completion order. Written after a stage's output is complete, never before."""
 
     stages: dict[str, StageRecord] = Field(default_factory=dict)
+
+    def renamed(self) -> list[tuple[str, str, str]]:
+        """(old name, new name, old folder) of each stage recorded under a name RENAMED retired."""
+        return [(old, *RENAMED[old]) for old in self.stages if old in RENAMED]
+
+    def rename(self, old: str, new: str) -> None:
+        self.stages = {new if name == old else name: rec for name, rec in self.stages.items()}
 
     def done(self, stage: str) -> bool:
         return stage in self.stages

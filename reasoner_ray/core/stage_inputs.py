@@ -30,14 +30,12 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "verifier": ("verifier", "train.max_length", *_TRAINING),
     "verify": ("data.eval", "data.validation", "eval.samples", "eval.sample_temperature", "eval.max_tokens",
                "dpo.beta", "verifier.beta", "train.max_length"),
-    "diagnose_sft": ("data.validation", "eval.samples", "eval.sample_temperature", "eval.max_tokens", "pairs.accuracy_band"),
+    "diagnose": ("data.validation", "eval.samples", "eval.sample_temperature", "eval.max_tokens", "pairs.accuracy_band"),
 }
 
 
 def stage_kind(stage: str) -> str:
-    """`r2/dpo` -> `dpo`, `eval_sft` -> `eval`, `sft` -> `sft`."""
-    if stage == "eval_sft":
-        return "eval"
+    """`r2/dpo` -> `dpo`, `r0/eval` -> `eval`, `sft` -> `sft`."""
     return stage.partition("/")[2] or stage
 
 

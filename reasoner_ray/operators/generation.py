@@ -20,9 +20,12 @@ import json
 import os
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reasoner_ray.core.rows import VQARow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 OUTPUT_COLUMNS = (
     "question_id", "style", "sample_index", "temperature", "text", "finish_reason", "prompt_tokens",

@@ -75,7 +75,7 @@ def run_ablation(config: Config) -> list[VariantResult]:
         log.info("ablation: %s (run dir %s%s)", variant, cfg.run.dir, f", {budget} SFT steps" if budget else "")
         run_pipeline(cfg)
         runner = StageRunner(cfg)
-        eval_dir = runner.output("eval_sft")
+        eval_dir = runner.output("r0/eval")
         summary = json.loads((eval_dir / "summary.json").read_text())
         steps = runner.manifest.stages["sft"].outputs
         budget = budget or steps

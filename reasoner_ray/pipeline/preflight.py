@@ -24,7 +24,7 @@ def _sources_needed(config: Config, manifest: Manifest) -> dict[str, DataSource]
     rolls_out = any(not manifest.done(f"r{r}/rollouts") for r in range(1, config.rounds + 1))
     if trains_on_rows or distills or rolls_out:
         needed["data.train"] = config.data.train
-    evaluates = (config.sft.enabled and not manifest.done("eval_sft")) or any(
+    evaluates = (config.sft.enabled and not manifest.done("r0/eval")) or any(
         not manifest.done(f"r{r}/eval") for r in range(1, config.rounds + 1))
     if evaluates:
         needed["data.eval"] = config.data.eval

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reasoner_ray.core.rundir import Manifest
+from reasoner_ray.storage import write_atomic
 
 # Training counts that are examples left out before training (train/collate.py, train/data.py).
 LEFT_OUT_KEYS = ("prompt_too_long", "no_rationale")
@@ -51,7 +52,7 @@ def _tail_mean(path: str | None, key: str, last: int = 5) -> str:
 
 
 def _eval_stages(manifest: Manifest, rounds: int) -> list[tuple[str, str]]:
-    evals = [("sft", "eval_sft")] + [(f"r{r}", f"r{r}/eval") for r in range(1, rounds + 1)]
+    evals = [("sft", "r0/eval")] + [(f"r{r}", f"r{r}/eval") for r in range(1, rounds + 1)]
     return [(label, st) for label, st in evals if st in manifest.stages]
 
 
@@ -152,7 +153,7 @@ def verifier_rows(label, extra: dict) -> list[str]:
 def diagnosis_table(manifest: Manifest, rounds: int) -> str:
     """Per stage with a diagnosis (core/diagnosis.py): chains, wrong ones, the share of checked wrong chains that
     read the image right and went wrong in a step, the checker's classes, and questions inside the pair band."""
-    names = ["eval_sft", "diagnose_sft"] + [f"r{r}/{s}" for r in range(1, rounds + 1) for s in ("rewards", "eval")]
+    names = ["r0/eval", "r0/diagnose"] + [f"r{r}/{s}" for r in range(1, rounds + 1) for s in ("rewards", "eval")]
     lines = []
     for name in names:
         rec = manifest.stages.get(name)
@@ -171,9 +172,9 @@ def diagnosis_table(manifest: Manifest, rounds: int) -> str:
 
 
 def report_rows(manifest: Manifest, rounds: int) -> list[dict[str, Any]]:
-    rows = [{"round": "sft", "pairs": "-", "cot": _acc(manifest, "eval_sft", "cot"),
-             "direct": _acc(manifest, "eval_sft", "direct"), "margin": "-",
-             "seconds": {k: manifest.stages[k].seconds for k in ("distill", "sft", "eval_sft") if k in manifest.stages},
+    rows = [{"round": "sft", "pairs": "-", "cot": _acc(manifest, "r0/eval", "cot"),
+             "direct": _acc(manifest, "r0/eval", "direct"), "margin": "-",
+             "seconds": {k: manifest.stages[k].seconds for k in ("distill", "sft", "r0/eval") if k in manifest.stages},
              "generated_in": {}}]
     for r in range(1, rounds + 1):
         stages = {k.split("/", 1)[1]: v for k, v in manifest.stages.items() if k.startswith(f"r{r}/")}
@@ -273,5 +274,5 @@ def write_report(manifest: Manifest, rounds: int, out: Path, title: str, notes: 
             body += ["", f"## {heading}", "", table]
     body += [""] + [f"![{p}]({p})" for p in plots]
     path = out / "report.md"
-    path.write_text("\n".join(body) + "\n")
+    write_atomic(path, "\n".join(body) + "\n")
     return path

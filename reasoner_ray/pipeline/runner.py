@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,21 @@ class StageCounts:
 
 
 StageFn = Callable[[StageIO], StageCounts]
+
+MODEL_DIR = "model"  # every model a stage produces is at <stage output>/model
+
+
+def place_model(export: str | Path, io: StageIO) -> Path:
+    """Put a model at the stage's canonical folder: a trainer's export (in work/) is moved, not copied (an 8B
+    export is 16 GB); a model from elsewhere (a carried-over policy) is copied."""
+    target = io.output / MODEL_DIR
+    export = Path(export).resolve()
+    shutil.rmtree(target, ignore_errors=True)
+    if export.is_relative_to(io.work.resolve()):
+        shutil.move(export, target)
+    else:
+        shutil.copytree(export, target)
+    return target
 
 
 def _describe(changes: list[tuple[str, Any, Any]]) -> str:

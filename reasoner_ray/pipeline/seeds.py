@@ -45,7 +45,7 @@ def _accuracy(manifest: Manifest, stage: str, style: str) -> float | None:
 def figures(manifest: Manifest, rounds: int) -> dict[str, float]:
     """One run's figures, in points (%), by name."""
     out: dict[str, float] = {}
-    labels = [("sft", "eval_sft")] + [(f"r{r}", f"r{r}/eval") for r in range(1, rounds + 1)]
+    labels = [("sft", "r0/eval")] + [(f"r{r}", f"r{r}/eval") for r in range(1, rounds + 1)]
     for label, stage in labels:
         for style in ("cot", "direct"):
             acc = _accuracy(manifest, stage, style)
@@ -55,7 +55,7 @@ def figures(manifest: Manifest, rounds: int) -> dict[str, float]:
     for r in range(1, rounds + 1):
         if sft is not None and f"r{r} cot" in out:
             out[f"r{r} cot gain over sft"] = out[f"r{r} cot"] - sft
-    diagnosis = manifest.stages.get("diagnose_sft")
+    diagnosis = manifest.stages.get("r0/diagnose")
     if diagnosis is not None and diagnosis.extra["diagnosis"].get("step_error_share") is not None:
         d = diagnosis.extra["diagnosis"]
         out["sft wrong samples that went wrong in a step"] = 100 * d["step_error_share"]

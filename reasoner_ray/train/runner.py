@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reasoner_ray.core.config import Config
+from reasoner_ray.storage import write_atomic
 from reasoner_ray.train.loop import TrainResult, train_func
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,6 @@ def run_training(config: Config, stage: str, model_path: str, examples: list[dic
         shutil.copytree(Path(d, "hf"), model_dir)
     history = out / "metrics.jsonl"
     rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()] if history.is_file() else []
-    (out / "counts.json").write_text(json.dumps(dict(counts), indent=2))
+    write_atomic(out / "counts.json", json.dumps(dict(counts), indent=2))
     return TrainResult(model_dir=str(model_dir), steps=total_steps, metrics=rows[-1] if rows else {},
                        history_path=str(history), counts=dict(counts))

@@ -46,7 +46,7 @@ def test_stage_failed_keeps_the_message_written_for_people_and_its_exit_code():
 
 
 def test_stage_kind_and_inputs():
-    assert [stage_kind(s) for s in ("distill", "eval_sft", "r2/dpo", "r1/verify")] == ["distill", "eval", "dpo", "verify"]
+    assert [stage_kind(s) for s in ("distill", "r0/eval", "r2/dpo", "r1/verify")] == ["distill", "eval", "dpo", "verify"]
     tree = build_config({}, ["dpo.beta=0.2", "sft.lr=1e-4"]).model_dump(mode="json")
     dpo = stage_inputs(tree, "r3/dpo")
     assert dpo["dpo.beta"] == 0.2 and dpo["run.seed"] == 0 and "dpo.ref_batch_size" not in dpo  # speed, not result

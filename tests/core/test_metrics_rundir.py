@@ -41,7 +41,7 @@ def test_majority_baseline():
 
 
 def test_stage_map():
-    assert stage_dir("distill") == "distill" and stage_dir("eval_sft") == "eval/sft"
+    assert stage_dir("distill") == "distill" and stage_dir("r0/eval") == "rounds/r0/eval"  # the SFT model: round 0
     assert stage_dir(round_stage(2, "dpo")) == "rounds/r2/dpo"
     with pytest.raises(ValueError):
         stage_dir("r1/unknown")
@@ -59,8 +59,30 @@ def test_manifest_round_trip():
 
 def test_forget_from_drops_the_stage_and_everything_completed_after_it():
     m = Manifest()
-    for name in ("distill", "sft", "eval_sft", "r1/rollouts", "r1/rewards"):
+    for name in ("distill", "sft", "r0/eval", "r1/rollouts", "r1/rewards"):
         m.record(name, 1, 1, 0.1)
-    assert m.forget_from("eval_sft") == ["eval_sft", "r1/rollouts", "r1/rewards"]
+    assert m.forget_from("r0/eval") == ["r0/eval", "r1/rollouts", "r1/rewards"]
     assert list(m.stages) == ["distill", "sft"]
     assert m.forget_from("r1/dpo") == [] and list(m.stages) == ["distill", "sft"]  # not completed: nothing to drop
+
+
+def test_a_run_directory_of_an_older_version_is_moved_to_the_new_stage_names(tmp_path):
+    """The SFT evaluation was the stage `eval_sft` in the folder eval/sft: opened now, the run directory names it
+    r0/eval in rounds/r0/eval, keeps its record and output, and resumes."""
+    import json
+
+    from reasoner_ray.storage import RunDir
+
+    run = tmp_path / "run"
+    (run / "eval" / "sft" / "output").mkdir(parents=True)
+    (run / "eval" / "sft" / "output" / "summary.json").write_text("{}")
+    m = Manifest()
+    for name in ("distill", "sft", "eval_sft", "r1/rollouts"):
+        m.record(name, 1, 1, 0.1, config={"k": name})
+    (run / "manifest.json").write_text(m.model_dump_json())
+    opened = RunDir(str(run)).load_manifest()
+    assert list(opened.stages) == ["distill", "sft", "r0/eval", "r1/rollouts"]  # order kept: --redo still works
+    assert opened.stages["r0/eval"].config == {"k": "eval_sft"}
+    assert (run / "rounds" / "r0" / "eval" / "output" / "summary.json").is_file() and not (run / "eval" / "sft").exists()
+    assert list(json.loads((run / "manifest.json").read_text())["stages"]) == list(opened.stages)
+    assert list(RunDir(str(run)).load_manifest().stages) == list(opened.stages)  # opening again changes nothing

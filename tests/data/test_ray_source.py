@@ -83,12 +83,12 @@ def test_ray_and_driver_reads_agree_on_ids_limit_and_rejections(ray_local, tmp_p
 
 def test_pairs_stage_finds_every_question_the_rollouts_read(ray_local, tmp_path):
     from reasoner_ray.core.config import Config
-    from reasoner_ray.pipeline.evaluation import questions_of
+    from reasoner_ray.pipeline.generate import questions_of
     from reasoner_ray.core.data_regime import rollout_source
-    from reasoner_ray.pipeline.generation_stages import _rows_by_id
+    from reasoner_ray.pipeline.stages.pairs import rows_by_id
 
     config = Config.model_validate({"data": {"train": {"format": "jsonl", "path": str(_mixed_jsonl(tmp_path))}},
                                     "rollout": {"limit": 2}})
     ids = {rec["id"] for rec in questions_of(rollout_source(config, 1)).iter_rows()}
     assert len(ids) == 2
-    assert set(_rows_by_id(config, 1, ids)) == ids  # before: KeyError in the pairs stage for a row past a bad one
+    assert set(rows_by_id(config, 1, ids)) == ids  # before: KeyError in the pairs stage for a row past a bad one

@@ -87,7 +87,7 @@ def submitted_run(cluster, tmp_path_factory):
 def test_job_submit_runs_the_whole_pipeline(submitted_run):
     run_dir, stdout, _ = submitted_run
     counts = _counts(run_dir)
-    expected = ["distill", "sft", "eval_sft"] + [f"r1/{s}" for s in ("rollouts", "rewards", "pairs", "reference", "dpo", "eval",
+    expected = ["distill", "sft", "r0/eval"] + [f"r1/{s}" for s in ("rollouts", "rewards", "pairs", "reference", "dpo", "eval",
                                                                    "verify")]
     assert list(counts) == expected
     assert counts["distill"] == (1000, 1000)  # the stand-in teacher answers right unless told otherwise
@@ -95,8 +95,8 @@ def test_job_submit_runs_the_whole_pipeline(submitted_run):
     # Round 1's rollouts came from the SFT evaluation's engines and round 1's verifier samples from round 1's
     # evaluation's, each in the same pass (rollout.reuse_eval_engines).
     stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
-    assert stages["eval_sft"]["extra"]["also_generated"] == ["r1/rollouts"]
-    assert stages["r1/rollouts"]["extra"]["generated_in"] == "eval_sft"
+    assert stages["r0/eval"]["extra"]["also_generated"] == ["r1/rollouts"]
+    assert stages["r1/rollouts"]["extra"]["generated_in"] == "r0/eval"
     assert stages["r1/eval"]["extra"]["also_generated"] == ["r1/verify"]
     assert stages["r1/verify"]["extra"]["generated_in"] == "r1/eval"
     assert counts["r1/pairs"][1] > 0, "SFT should learn enough for some pairs"
@@ -126,7 +126,7 @@ def test_engines_and_training_workers_spread_over_the_nodes(submitted_run, clust
         assert list(Path(node["temp"]).glob("session_*/logs/raylet.out")), f"no raylet log under {node['temp']}"
 
 
-PRE_ROUND_STAGES = ("distill", "sft", "eval_sft")
+PRE_ROUND_STAGES = ("distill", "sft", "r0/eval")
 
 
 def _seed_from(source: Path, run_dir: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from reasoner_ray.core.config import build_config
 from reasoner_ray.core.pairs import Pair
 from reasoner_ray.core.rows import ImageRef, VQARow
-from reasoner_ray.pipeline.generation_stages import preference_rows
+from reasoner_ray.pipeline.stages.pairs import preference_rows
 
 
 def test_a_chain_cut_at_max_tokens_is_marked_truncated():

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from reasoner_ray.core.config import build_config
-from reasoner_ray.pipeline import generation_stages as gen
+from reasoner_ray.pipeline import prefetch as gen
 from reasoner_ray.pipeline.runner import StageIO
 from reasoner_ray.operators.generation import GenerationPlan
 
@@ -28,14 +28,14 @@ def _setup(tmp_path):
     prefetch = gen.Prefetch(io.name, io.work, "model-folder", source, plan)
     for i in range(3):
         _parquet(prefetch.task().out / f"part-{i}.parquet", 2)
-    prefetch.record("eval_sft", questions=3)
+    prefetch.record("r0/eval", questions=3)
     return config, source, plan, io
 
 
 def test_adopted_when_the_record_matches(tmp_path):
     config, source, plan, io = _setup(tmp_path)
     questions, replies, extra = gen.generate_or_adopt(config, io, "model-folder", source, plan, io.output)
-    assert (questions, replies, extra) == (3, 6, {"generated_in": "eval_sft"})
+    assert (questions, replies, extra) == (3, 6, {"generated_in": "r0/eval"})
 
 
 def test_a_kill_while_adopting_generates_anew(tmp_path, monkeypatch):

@@ -18,8 +18,8 @@ def acc(a, se=0.01, n=100):
 def manifest(tmp_path):
     m = Manifest()
     summary = {"cot": {"all": acc(0.5), "multi_step": acc(0.4, n=60)}, "direct": {"all": acc(0.3), "multi_step": acc(0.1, n=60)}}
-    m.record("eval_sft", 100, 200, 1.0, cot=acc(0.5), direct=acc(0.3), summary=summary)
-    m.record("r1/rollouts", 100, 800, 0.0, generated_in="eval_sft")
+    m.record("r0/eval", 100, 200, 1.0, cot=acc(0.5), direct=acc(0.3), summary=summary)
+    m.record("r1/rollouts", 100, 800, 0.0, generated_in="r0/eval")
     m.record("r1/pairs", 800, 120, 1.0)
     metrics = tmp_path / "dpo.jsonl"
     metrics.write_text("".join(json.dumps({"step": s, "rewards/chosen": 0.1 * s, "rewards/rejected": -0.1 * s,
@@ -39,7 +39,7 @@ def manifest(tmp_path):
                  "temperatures": {"policy/sum": {"temperature": 0.2, "multiple": 3.0, "accuracy": 0.6}},
                  "validation": {"best_of_n/verifier/step_min": acc(0.62), "weighted_vote/policy/sum": acc(0.6)}}
     m.record("r1/verify", 100, 800, 1.0, summary=verify, auroc=auroc, selection=selection)
-    m.record("diagnose_sft", 50, 400, 1.0, diagnosis={
+    m.record("r0/diagnose", 50, 400, 1.0, diagnosis={
         "chains": 400, "wrong": 200, "questions": 50, "classes": {"arithmetic_slip": 150, "misread": 20},
         "step_error_share": 150 / 170, "band": [0.25, 0.85], "in_band": 30, "all_right": 5, "all_wrong": 3})
     return m
@@ -62,12 +62,12 @@ def test_group_dpo_and_verifier_tables(tmp_path):
     assert "| 1 | weighted_vote/policy/sum | 54.0 ± 1.0 | +4.0 ± 2.0 | 0.550 ± 0.030 (40) | 60.0 (T = 3 sd) |" in verifier
     assert "| 1 | majority | 50.0 ± 1.0 | +0.0 ± 2.0 | - | - |" in verifier
     diagnosis = diagnosis_table(m, 1)
-    assert ("| diagnose_sft | 400 | 200 | 88.2% | arithmetic_slip 150, misread 20 | 30 of 50 (all right 5, "
+    assert ("| r0/diagnose | 400 | 200 | 88.2% | arithmetic_slip 150, misread 20 | 30 of 50 (all right 5, "
             "all wrong 3) |") in diagnosis
     path = write_report(m, 1, tmp_path / "report", "t")
     text = path.read_text()
     assert "## Accuracy by group" in text and "## Verifiers of N sampled" in text and "## Where chains go wrong" in text
-    assert "rollouts 0 (generated in eval_sft), pairs 1," in text  # the time went to the SFT evaluation's pass
+    assert "rollouts 0 (generated in r0/eval), pairs 1," in text  # the time went to the SFT evaluation's pass
 
 
 def test_ablation_configs_and_table(tmp_path):
@@ -92,7 +92,7 @@ def test_seed_table_means_and_ranges(tmp_path):
     runs = {}
     for seed, (sft, r1) in enumerate(((0.50, 0.56), (0.40, 0.44), (0.60, 0.63))):
         m = Manifest()
-        m.record("eval_sft", 10, 20, 1.0, cot=acc(sft), direct=acc(0.2))
+        m.record("r0/eval", 10, 20, 1.0, cot=acc(sft), direct=acc(0.2))
         m.record("r1/eval", 10, 20, 1.0, cot=acc(r1), direct=acc(0.2))
         runs[seed] = m
     assert figures(runs[0], 1) == pytest.approx({"sft cot": 50.0, "sft direct": 20.0, "r1 cot": 56.0,

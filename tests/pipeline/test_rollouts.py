@@ -9,7 +9,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from reasoner_ray.core.config import build_config
-from reasoner_ray.pipeline.generation_stages import rollouts_stage
+from reasoner_ray.pipeline.stages.rollouts import rollouts_stage
 from reasoner_ray.pipeline.runner import StageRunner
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.slow]
@@ -74,7 +74,9 @@ def test_evaluation_pass_generates_the_next_rounds_rollouts(tmp_path, tiny_qwen2
     stage adopts them, and they are the samples a rollouts stage of its own gives (per-question seeds). Rollouts
     prefetched for other settings are not adopted."""
     from reasoner_ray.core.data_regime import rollout_source
-    from reasoner_ray.pipeline.generation_stages import Prefetch, eval_stage, rollout_plan
+    from reasoner_ray.pipeline.prefetch import Prefetch
+    from reasoner_ray.pipeline.stages.evaluate import eval_stage
+    from reasoner_ray.pipeline.stages.rollouts import rollout_plan
 
     def next_rollouts(config, runner):
         stage = "r1/rollouts"
@@ -93,13 +95,13 @@ def test_evaluation_pass_generates_the_next_rounds_rollouts(tmp_path, tiny_qwen2
 
     config = config_at("shared")
     runner = StageRunner(config)
-    ev = runner.run("eval_sft", eval_stage(config, tiny_qwen2_vl, 0, next_rollouts(config, runner)))
+    ev = runner.run("r0/eval", eval_stage(config, tiny_qwen2_vl, 0, next_rollouts(config, runner)))
     assert ev.inputs == 5 and ev.outputs == 10 and ev.extra["also_generated"] == ["r1/rollouts"]
-    evaluated = _samples(runner.run_dir.output("eval_sft") / "generated")
+    evaluated = _samples(runner.run_dir.output("r0/eval") / "generated")
     assert len(evaluated) == 10 and {r["style"] for r in evaluated.values()} == {"cot", "direct"}
     assert all(r["round"] == 0 and r["token_ids"] == [] for r in evaluated.values())  # greedy: no log-probs kept
     rec = runner.run("r1/rollouts", rollouts_stage(config, tiny_qwen2_vl, 1))
-    assert rec.extra["generated_in"] == "eval_sft" and (rec.inputs, rec.outputs) == (6, 12)
+    assert rec.extra["generated_in"] == "r0/eval" and (rec.inputs, rec.outputs) == (6, 12)
     assert not (runner.run_dir.work("r1/rollouts") / "prefetched").exists()
     shared = _samples(runner.run_dir.output("r1/rollouts"))
     assert all(r["round"] == 1 and "task" not in r and r["token_ids"] for r in shared.values())
@@ -115,7 +117,7 @@ def test_evaluation_pass_generates_the_next_rounds_rollouts(tmp_path, tiny_qwen2
     # Prefetched under other settings (another top_p): generated anew, with a warning, not adopted.
     stale = config_at("stale")
     stale_runner = StageRunner(stale)
-    stale_runner.run("eval_sft", eval_stage(stale, tiny_qwen2_vl, 0, next_rollouts(stale, stale_runner)))
+    stale_runner.run("r0/eval", eval_stage(stale, tiny_qwen2_vl, 0, next_rollouts(stale, stale_runner)))
     changed = stale.model_copy(update={"rollout": stale.rollout.model_copy(update={"top_p": 0.9})})
     rec = stale_runner.run("r1/rollouts", rollouts_stage(changed, tiny_qwen2_vl, 1))
     assert "generated_in" not in rec.extra and (rec.inputs, rec.outputs) == (6, 12)

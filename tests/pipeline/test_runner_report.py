@@ -54,7 +54,7 @@ def _three_stages(runner, calls):
         (io.work / "ckpt").write_text("final")
         return StageCounts(1, 1)
 
-    for name in ("distill", "sft", "eval_sft"):
+    for name in ("distill", "sft", "r0/eval"):
         runner.run(name, stage)
 
 
@@ -64,7 +64,7 @@ def test_changed_config_names_the_stale_stages_and_the_redo(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         runner = StageRunner(build_config({"run": run, "sft": {"lr": 1e-4}, "eval": {"max_tokens": 32},
                                            "teacher": {"concurrency": 8}}))  # concurrency: not an input of any stage
-    assert runner.stale == ["sft", "eval_sft"]
+    assert runner.stale == ["sft", "r0/eval"]
     text = caplog.text
     assert "stage sft completed with other settings (sft.lr: 5e-06 -> 0.0001)" in text
     assert "eval.max_tokens: 256 -> 32" in text and "--redo sft" in text and "distill completed" not in text
@@ -80,10 +80,10 @@ def test_redo_forgets_the_stage_and_all_after_it_and_clears_their_work(tmp_path)
     on_disk = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
     assert list(on_disk) == ["distill"]  # saved before the folders are cleared
     _three_stages(runner, calls)
-    assert calls == ["distill", "sft", "eval_sft", "sft", "eval_sft"]
-    with pytest.raises(PreflightError, match="--redo dpo: not a stage name; completed stages of .*: distill, sft, eval_sft"):
+    assert calls == ["distill", "sft", "r0/eval", "sft", "r0/eval"]
+    with pytest.raises(PreflightError, match="--redo dpo: not a stage name; completed stages of .*: distill, sft, r0/eval"):
         StageRunner(config, redo="dpo")
-    assert StageRunner(config, redo="r1/dpo").manifest.done("eval_sft")  # not completed: nothing dropped
+    assert StageRunner(config, redo="r1/dpo").manifest.done("r0/eval")  # not completed: nothing dropped
 
 
 def test_redo_also_clears_an_unfinished_later_stage(tmp_path):
@@ -175,7 +175,7 @@ def test_report_table_and_plots(tmp_path):
     metrics = tmp_path / "m.jsonl"
     metrics.write_text("\n".join(json.dumps({"step": i, "rewards/margins": 0.1 * i}) for i in range(10)))
     m = Manifest()
-    m.record("eval_sft", 100, 200, 12.0, cot={"accuracy": 0.7, "stderr": 0.05}, direct={"accuracy": 0.6, "stderr": 0.05})
+    m.record("r0/eval", 100, 200, 12.0, cot={"accuracy": 0.7, "stderr": 0.05}, direct={"accuracy": 0.6, "stderr": 0.05})
     m.record("r1/pairs", 80, 30, 1.0, stats={"dropped_all_correct": 20, "dropped_all_wrong": 5})
     m.record("r1/dpo", 30, 10, 40.0, metrics_path=str(metrics))
     m.record("r1/eval", 100, 200, 11.0, cot={"accuracy": 0.72, "stderr": 0.04}, direct={"accuracy": 0.61, "stderr": 0.05})

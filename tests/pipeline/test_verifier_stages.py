@@ -14,10 +14,10 @@ import pytest
 
 from reasoner_ray.core.config import build_config
 from reasoner_ray.data.readers import iter_rows
-from reasoner_ray.pipeline.generation_stages import Prefetch
+from reasoner_ray.pipeline.prefetch import Prefetch
 from reasoner_ray.pipeline.runner import StageIO
-from reasoner_ray.pipeline.verifier_stage import verifier_stage
-from reasoner_ray.pipeline.verify_stage import question_sets, verify_plan, verify_stage
+from reasoner_ray.pipeline.stages.verifier import verifier_stage
+from reasoner_ray.pipeline.stages.verify import question_sets, verify_plan, verify_stage
 from reasoner_ray.operators.scoring import score_batch
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

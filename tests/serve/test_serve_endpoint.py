@@ -220,7 +220,8 @@ def test_evaluating_the_endpoint_equals_evaluating_the_model_folder(served, tiny
     """pipeline/evaluation.py both ways on the same questions: vLLM actors on the folder, and the served endpoint
     through the openai client. Greedy replies are the same text, so the accuracies are the same."""
     from reasoner_ray.core.config import build_config
-    from reasoner_ray.pipeline.evaluation import EndpointBackend, ModelBackend, evaluate_source, read_table
+    from reasoner_ray.pipeline.evaluation import evaluate_source
+    from reasoner_ray.pipeline.generate import EndpointBackend, ModelBackend, read_table
 
     monkeypatch.setenv("EVAL_TEST_KEY", API_KEY)
     config = build_config({}, ["data.eval.split=test", "data.eval.limit=12", "eval.max_tokens=24",

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from reasoner_ray.core.config import Config
 from reasoner_ray.pipeline.runner import StageCounts, StageFn, StageIO
+from reasoner_ray.storage import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int, 
         for name, set_chains in chains.items():
             _write_chains(io.output / name / "chains.parquet", set_chains)
         out = {"summary": summary, "auroc": aurocs, "selection": selection}
-        (io.output / VERIFY_SUMMARY).write_text(json.dumps(out, indent=2))
+        write_atomic(io.output / VERIFY_SUMMARY, json.dumps(out, indent=2))
         top = summary["all"]
         best = selection.get("best")
         log.info("verify r%d: majority %.1f, oracle %.1f, best on validation %s: %s", round_index,
@@ -92,9 +93,9 @@ def _sample_and_score(config: Config, io: StageIO, policy: str, source, name: st
     import ray
 
     from reasoner_ray.core.metrics import UNSCORED_REASONS
-    from reasoner_ray.pipeline.evaluation import read_table
-    from reasoner_ray.pipeline.generation_stages import generate_or_adopt
     from reasoner_ray.operators.scoring import score_batch
+    from reasoner_ray.pipeline.generate import read_table
+    from reasoner_ray.pipeline.prefetch import generate_or_adopt
 
     folder = io.output / name
     n_q, _, generated = generate_or_adopt(config, io, policy, source, verify_plan(config, round_index),
@@ -189,7 +190,11 @@ def score_responses(config_tree: dict, model_path: str, as_reference: bool, item
     from transformers.utils import logging as hf_logging
 
     from reasoner_ray.models.loading import load_model_and_processor
-    from reasoner_ray.train.reference import load_reference, on_task_device, response_logps
+    from reasoner_ray.train.reference import (
+        load_reference,
+        on_task_device,
+        response_logps,
+    )
     from reasoner_ray.train.steps import pair_encoder
 
     hf_logging.disable_progress_bar()

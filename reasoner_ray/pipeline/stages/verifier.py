@@ -17,6 +17,7 @@ from pathlib import Path
 
 from reasoner_ray.core.config import Config
 from reasoner_ray.pipeline.runner import StageCounts, StageFn, StageIO
+from reasoner_ray.storage import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,12 @@ def verifier_stage(config: Config, sft_model: str, rounds: list[tuple[int, Path,
 
     def run(io: StageIO) -> StageCounts:
         from reasoner_ray.core.pairs import ScoredSample, build_pairs
-        from reasoner_ray.pipeline.generation_stages import _rows_by_id, preference_rows, scored_chains
-        from reasoner_ray.pipeline.iterative import place_model
+        from reasoner_ray.pipeline.runner import place_model
+        from reasoner_ray.pipeline.stages.pairs import (
+            preference_rows,
+            rows_by_id,
+            scored_chains,
+        )
         from reasoner_ray.train.dpo import run_dpo
         from reasoner_ray.train.reference import compute_reference_logps
 
@@ -47,11 +52,11 @@ def verifier_stage(config: Config, sft_model: str, rounds: list[tuple[int, Path,
                 result = build_pairs((ScoredSample.from_record(r) for r in records), band=(0.0, 1.0),
                                      max_pairs=config.verifier.max_pairs_per_question,
                                      seed=config.run.seed * 1000 + 500 + round_index)
-                rows = _rows_by_id(config, round_index, {p.question_id for p in result.pairs})
+                rows = rows_by_id(config, round_index, {p.question_id for p in result.pairs})
                 for pref in preference_rows(config, result.pairs, records, rows, round_index, sampler):
                     fh.write(pref.model_dump_json() + "\n")
                 stats[f"r{round_index}"] = result.stats.as_dict()
-        (io.output / "stats.json").write_text(json.dumps(stats, indent=2))
+        write_atomic(io.output / "stats.json", json.dumps(stats, indent=2))
         pairs = sum(s["pairs"] for s in stats.values())
         if pairs == 0:
             log.warning("no (correct, incorrect) pair in any round's rollouts: no verifier to train; the verify stage "
