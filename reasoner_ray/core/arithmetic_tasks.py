@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from reasoner_ray.core.diagnosis import (ARITHMETIC_SLIP, CORRECT, INCOMPLETE, MISREAD, NO_STEPS, WRONG_CONCLUSION,
                                          WRONG_OPERANDS)
-from reasoner_ray.core.digit_tasks import CONCLUDE, INK_COLORS, listed
+from reasoner_ray.core.digit_tasks import INK_COLORS, listed
 
 DIGITS = range(1, 10)
 OPS: dict[str, Callable[[int, int], int]] = {"+": lambda a, b: a + b, "-": lambda a, b: a - b,
@@ -139,12 +139,10 @@ def options(value: int, rng: random.Random, n: int = 4) -> list[str]:
     return [str(v) for v in picked]
 
 
-READ = (
-    "The digits are {listed}.",
-    "Reading each colour: {listed}.",
-    "I can see four digits: {listed}.",
-    "The image shows {listed}.",
-)
+# One wording for the reading and one for the conclusion: two chains then share their words up to the step where
+# one goes wrong, which is where a preference pair should part (core/pairs.py, pairs.prefer_shared_prefix).
+READ = ("The digits are {listed}.",)
+CONCLUDE = ("So the answer is {answer}.",)
 
 
 def rationale(kind_name: str, digits: list[int], answer: str, rng: random.Random,

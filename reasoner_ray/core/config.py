@@ -217,6 +217,8 @@ class PairConfig(_Section):
     # Aim pairs at the step that goes wrong (core/pairs.py): longest shared word prefix first; cut k words past it.
     prefer_shared_prefix: bool = False
     cut_after_parting: int | None = Field(default=None, ge=1)
+    # A correct chain whose own `a op b = c` statements are false somewhere is never chosen (core/reward/consistency.py)
+    consistent_chosen: bool = False
 
     @model_validator(mode="after")
     def _band_ordered(self) -> "PairConfig":

@@ -6,6 +6,9 @@ chosen that does not score strictly higher than its rejected; optionally cut bot
 `truncate_words` whitespace words first (the paper's best: 90). Randomness is seeded per question, so the result
 does not depend on the order of the samples or on which other questions are in the batch.
 
+`consistent_chosen` refuses as chosen a correct chain whose own arithmetic is false somewhere (core/reward/
+consistency.py: right by luck, it would teach the false step); it can still be a rejected chain if it was wrong.
+
 Two options aim a pair at the step where a chain goes wrong (Step-DPO, arXiv 2406.18629): `prefer_shared_prefix`
 picks, among a question's (correct, incorrect) combinations, those whose chains share the longest word prefix first
 (they part where the wrong chain's step goes wrong; random among equals), and `cut_after_parting` = k cuts both
@@ -29,6 +32,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from reasoner_ray.core.reward import GOLD_ERROR, TIMEOUT, UNPARSED
+from reasoner_ray.core.reward.consistency import false_equations
 from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow
 
 DEFAULT_BAND = (0.25, 0.85)
@@ -142,6 +146,7 @@ def build_pairs(
     seed: int = 0,
     prefer_shared_prefix: bool = False,
     cut_after_parting: int | None = None,
+    consistent_chosen: bool = False,
 ) -> PairResult:
     """Pairs for every question among `samples` (scored chains of any number of questions), with statistics."""
     low, high = band
@@ -171,7 +176,7 @@ def build_pairs(
         if drop is None:
             rng = random.Random(f"{seed}:{question_id}")  # str seeds hash stably across processes
             question_pairs = _pairs_for_question(group, max_pairs, truncate_words, rng, prefer_shared_prefix,
-                                                 cut_after_parting)
+                                                 cut_after_parting, consistent_chosen)
             pairs.extend(question_pairs)
             if not question_pairs:
                 drop = DROP_NO_DISTINCT_PAIR
@@ -208,11 +213,12 @@ def _drop_reason(group: list[ScoredSample], low: float, high: float) -> str | No
 
 def _pairs_for_question(
     group: list[ScoredSample], max_pairs: int, truncate_words: int | None, rng: random.Random,
-    prefer_shared_prefix: bool = False, cut_after_parting: int | None = None,
+    prefer_shared_prefix: bool = False, cut_after_parting: int | None = None, consistent_chosen: bool = False,
 ) -> list[Pair]:
     # Sorted so that the input order of the samples does not change the result.
     ordered = sorted(group, key=lambda s: (s.sample_index, s.text))
-    correct = _unique_texts([s for s in ordered if s.correct], truncate_words)
+    correct = _unique_texts([s for s in ordered if s.correct and not (consistent_chosen and false_equations(s.text))],
+                            truncate_words)
     wrong = _unique_texts([s for s in ordered if not s.correct], truncate_words)
     candidates = [
         (c_text, c, w_text, w)

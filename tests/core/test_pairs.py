@@ -198,3 +198,13 @@ def test_shared_prefix_pairs_part_where_a_step_goes_wrong():
     assert early.chosen_truncated and early.rejected_truncated  # cut chains are trained without an end of turn
     with pytest.raises(ValueError, match="cut_after_parting"):
         build_pairs(samples, cut_after_parting=0)
+
+
+def test_a_right_answer_reached_through_a_false_step_is_never_chosen():
+    lucky = "6 x 6 = 48. 48 + 3 = 39. So the answer is 39."  # 39 is right, 6 x 6 = 48 is not
+    sound = "6 x 6 = 36. 36 + 3 = 39. So the answer is 39."
+    wrong = "6 x 6 = 36. 36 + 3 = 38. So the answer is 38."
+    samples = [sample("q", 0, True, lucky), sample("q", 1, True, sound), sample("q", 2, False, wrong)]
+    chosen = {p.chosen for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3, consistent_chosen=True).pairs}
+    assert chosen == {sound}
+    assert {p.chosen for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3).pairs} == {lucky, sound}

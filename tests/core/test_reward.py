@@ -384,3 +384,13 @@ def test_relaxed_is_chartqas_own_rule(reply, gold, right):
 ])
 def test_mathvista_is_mathvistas_own_rule(reply, gold, right):
     assert score(f"### Answer: {reply}", gold, "mathvista").correct is right
+
+
+def test_a_chains_own_arithmetic_is_checked_without_the_gold():
+    from reasoner_ray.core.reward.consistency import false_equations
+
+    assert false_equations("The digits are red 3, blue 7. 3 x 7 = 21. 21 + 5 = 26. So the answer is 26.") == 0
+    assert false_equations("6 x 6 = 48. 48 + 3 = 51.") == 1  # the first is false, the second true of its numbers
+    assert false_equations("1 + 2 = 3. 3 - 9 = -6. -6 - 8 = -13.") == 1  # negatives read
+    assert false_equations("It is a red circle.") is None  # nothing to check
+    assert false_equations("2.5 + 1 = 3.5") is None  # decimals are not read as integers
