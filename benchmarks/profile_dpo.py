@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from reasoner_ray.train.collate import VLMEncoder, collate_pairs
     from reasoner_ray.train.data import preference_examples
     from reasoner_ray.train.model_setup import make_optimizer
-    from reasoner_ray.train.steps import STAGES
+    from reasoner_ray.train.steps import RECIPES
 
     torch.set_num_threads(args.threads)
     n_pairs = args.batch * (2 * args.steps + 1)
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = make_optimizer(model, 1e-7, None, 0.0)  # the training loop's
 
     def step(chunk):
-        batch = STAGES["dpo"].collate(encoder, chunk, config.train.max_length)
-        loss, _ = STAGES["dpo"].loss(model, batch, encoder, config)
+        batch = RECIPES["dpo"].collate(encoder, chunk, config.train.max_length)
+        loss, _ = RECIPES["dpo"].loss(model, batch, encoder, config)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -1,7 +1,7 @@
 """The Ray Train run shared by SFT and DPO: `train_func` on every worker, `run_training` on the driver.
 
 Worker: DeepSpeed over the process group Ray Train set up (gloo on CPU, nccl on GPU), a fused torch AdamW handed to
-`deepspeed.initialize`, the stage's loss from `steps.STAGES`. Every `train.checkpoint_every_steps` steps (and
+`deepspeed.initialize`, the recipe's loss from `steps.RECIPES`. Every `train.checkpoint_every_steps` steps (and
 at the end) each rank saves its DeepSpeed shard and calls `ray.train.report(..., checkpoint=...)`; Ray merges
 the shards into one checkpoint. `state.json` in it records the consumed samples, and a restarted worker group
 (after a kill) resumes from `ray.train.get_checkpoint()` at exactly that offset of the fixed sample order
@@ -73,11 +73,11 @@ def train_func(loop_config: dict[str, Any]) -> None:
     from reasoner_ray.train.export import export_hf
     from reasoner_ray.train.model_setup import make_optimizer, prepare_model
     from reasoner_ray.train.schedule import micro_slice
-    from reasoner_ray.train.steps import STAGES, stage_settings, token_share
+    from reasoner_ray.train.steps import RECIPES, recipe_settings, token_share
 
     config = Config.model_validate(loop_config["config"])
-    stage, examples, order = loop_config["stage"], loop_config["examples"], loop_config["order"]
-    settings = stage_settings(config, stage)
+    recipe, examples, order = loop_config["recipe"], loop_config["examples"], loop_config["order"]
+    settings = recipe_settings(config, recipe)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     Path(loop_config["out_dir"], "workers").mkdir(parents=True, exist_ok=True)
@@ -101,8 +101,8 @@ def train_func(loop_config: dict[str, Any]) -> None:
             engine.load_checkpoint(os.path.join(d, "deepspeed"), tag="state")
             start_step = json.loads(Path(d, "state.json").read_text())["step"]
         if rank == 0:
-            log.warning("[%s] resuming from the checkpoint at step %d of %d", stage, start_step, total_steps)
-    spec = STAGES[stage]
+            log.warning("[%s] resuming from the checkpoint at step %d of %d", recipe, start_step, total_steps)
+    spec = RECIPES[recipe]
     encoder = spec.encoder(processor, config)
     history: list[dict[str, Any]] = []
     for step in range(start_step, total_steps):

@@ -1,4 +1,5 @@
-"""One micro-batch of each stage: how to collate it and what loss it gives (registry keyed by stage name).
+"""The training recipes, SFT and DPO: how a micro-batch is collated, the loss it gives and the settings it trains
+with (registry keyed by recipe name; the pipeline stages `sft` and `r<k>/dpo` run one each).
 
 SFT: the token NLL of the assistant tokens, normalised by the step's global count of target tokens
 (`losses.sft_loss` with `token_share`), so every target token of a step weighs the same whichever micro-batch
@@ -19,10 +20,12 @@ from reasoner_ray.train.losses import PairLogps, dpo_loss, sft_loss
 
 
 @dataclass(frozen=True)
-class Stage:
+class Recipe:
     collate: Callable[[VLMEncoder, list[dict[str, Any]], int], dict[str, Any]]
     loss: Callable[..., tuple[Any, dict[str, float]]]  # (model, batch, encoder, config, token_share=None)
-    # The encoder the stage's batches are tokenized with (processor, config).
+    # lr / vision lr / global batch / epochs / freezing, from the recipe's own config section
+    settings: Callable[[Any], dict[str, Any]]
+    # The encoder the recipe's batches are tokenized with (processor, config).
     encoder: Callable[[Any, Any], VLMEncoder] = lambda processor, config: VLMEncoder(processor)
     # Units the loss is normalised by over the whole step (SFT: target tokens); None: a per-batch mean.
     targets: Callable[[dict[str, Any]], int] | None = None
@@ -90,18 +93,25 @@ def pair_encoder(processor, config) -> VLMEncoder:
     return VLMEncoder(processor, turn_tail=not config.dpo.reuse_sampled_logps)
 
 
-STAGES: dict[str, Stage] = {
-    "sft": Stage(collate=collate_sft, loss=_sft_loss, targets=lambda batch: target_tokens(batch["labels"])),
-    "dpo": Stage(collate=collate_pairs, loss=_dpo_loss, encoder=pair_encoder),
-}
+def _sft_settings(config) -> dict[str, Any]:
+    s = config.sft
+    return dict(lr=s.lr, vision_lr=s.vision_lr, global_batch_size=s.global_batch_size, epochs=s.epochs,
+                freeze_vision=config.train.freeze_vision, freeze_projector=config.train.freeze_projector)
 
 
-def stage_settings(config, stage: str) -> dict[str, Any]:
-    """lr / batch / epochs / freezing for a stage, from its own config section."""
-    if stage == "sft":
-        s = config.sft
-        return dict(lr=s.lr, vision_lr=s.vision_lr, global_batch_size=s.global_batch_size, epochs=s.epochs,
-                    freeze_vision=config.train.freeze_vision, freeze_projector=config.train.freeze_projector)
+def _dpo_settings(config) -> dict[str, Any]:
     d = config.dpo
     return dict(lr=d.lr, vision_lr=None, global_batch_size=d.global_batch_size, epochs=d.epochs,
                 freeze_vision=d.freeze_vision, freeze_projector=d.freeze_projector)
+
+
+RECIPES: dict[str, Recipe] = {
+    "sft": Recipe(collate=collate_sft, loss=_sft_loss, settings=_sft_settings,
+                  targets=lambda batch: target_tokens(batch["labels"])),
+    "dpo": Recipe(collate=collate_pairs, loss=_dpo_loss, settings=_dpo_settings, encoder=pair_encoder),
+}
+
+
+def recipe_settings(config, recipe: str) -> dict[str, Any]:
+    """lr / batch / epochs / freezing for a recipe, from its own config section."""
+    return RECIPES[recipe].settings(config)

@@ -30,8 +30,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 class RunLogger(UserCallback):
-    def __init__(self, out_dir: str, stage: str, total_steps: int, tracker: str):
-        self.out_dir, self.stage, self.total_steps, self.tracker = out_dir, stage, total_steps, tracker
+    def __init__(self, out_dir: str, recipe: str, total_steps: int, tracker: str):
+        self.out_dir, self.recipe, self.total_steps, self.tracker = out_dir, recipe, total_steps, tracker
         self._writer = None
         self._last_step: int | None = None
         self._started = time.time()
@@ -48,14 +48,14 @@ class RunLogger(UserCallback):
             path = Path(self.out_dir) / name
             kept = [r for r in _read_jsonl(path) if r["step"] < step]
             path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        log.warning("[%s] resumed: steps from %d are trained again", self.stage, step)
+        log.warning("[%s] resumed: steps from %d are trained again", self.recipe, step)
         self._last_step = step - 1
 
     def _tensorboard(self):
         if self._writer is None and self.tracker == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(Path(self.out_dir) / "tensorboard" / self.stage))
+            self._writer = SummaryWriter(str(Path(self.out_dir) / "tensorboard" / self.recipe))
         return self._writer
 
     def write_step(self, entry: dict[str, Any]) -> None:
@@ -74,7 +74,7 @@ class RunLogger(UserCallback):
         if writer is not None:
             for key, value in entry.items():
                 if isinstance(value, (int, float)) and key != "step":
-                    writer.add_scalar(f"{self.stage}/{key}", value, step)
+                    writer.add_scalar(f"{self.recipe}/{key}", value, step)
             writer.flush()
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
@@ -91,6 +91,6 @@ class RunLogger(UserCallback):
         step, total = entry["step"], self.total_steps
         shown = {k: v for k, v in entry.items() if k.startswith(("loss", "rewards/", "logps/", "lr"))}
         parts = " ".join(f"{k}={v:.4g}" for k, v in shown.items() if isinstance(v, (int, float)))
-        msg = (f"[{self.stage}] step {step}/{total} ({100 * step / max(total, 1):.0f}%) {parts} "
+        msg = (f"[{self.recipe}] step {step}/{total} ({100 * step / max(total, 1):.0f}%) {parts} "
                f"{entry.get('samples_per_s', 0):.2f} samples/s")
         print(msg, flush=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from kuberay_objects import RENDERED, crd_dir
 
-from reasoner_ray.k8s_render import render
-from reasoner_ray.k8s_schema import CrdSchemas
+from reasoner_ray.k8s.render import render
+from reasoner_ray.k8s.schema import CrdSchemas
 
 
 @pytest.fixture(scope="session")

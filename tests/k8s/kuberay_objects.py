@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from reasoner_ray.core.config import Config, load_config
-from reasoner_ray.k8s_render import REPO_ROOT, VARIANTS, overlay_dir
-from reasoner_ray.k8s_schema import crd_dir  # noqa: F401  ($KUBERAY_CRDS_DIR, else k8s/crds/ in the repo)
+from reasoner_ray.k8s.render import REPO_ROOT, VARIANTS, overlay_dir
+from reasoner_ray.k8s.schema import crd_dir  # noqa: F401  ($KUBERAY_CRDS_DIR, else k8s/crds/ in the repo)
 
 IMAGE_ROOT = "/home/ray/reasoner-ray"  # where docker/Dockerfile installs the repo (its WORKDIR)
 SHARED_MOUNT = "/mnt/shared"  # the PVC every Ray pod mounts

@@ -26,7 +26,7 @@ from kuberay_objects import (
 from reasoner_ray.core.config import ServeConfig
 from reasoner_ray.core.rundir import round_stage, stage_dir
 from reasoner_ray.pipeline.iterative import MODEL_DIR
-from reasoner_ray.k8s_render import REPO_ROOT
+from reasoner_ray.k8s.render import REPO_ROOT
 
 
 def test_versions_equal_the_ray_pin(rendered):

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from kuberay_objects import RENDERED, cluster_spec, crd_dir, groups
 
-from reasoner_ray.k8s_render import main as render_main
-from reasoner_ray.k8s_render import overlay_dir
+from reasoner_ray.k8s.render import main as render_main
+from reasoner_ray.k8s.render import overlay_dir
 
 
 @pytest.mark.parametrize("variant", list(RENDERED))
@@ -43,7 +43,7 @@ def test_broken_copies_are_rejected(rendered, crds, kind, breakage):
 
 
 def test_render_check_cli_fails_on_a_broken_overlay(tmp_path, capsys):
-    """The user-facing check (`python -m reasoner_ray.k8s_render DIR --check CRDS`) renders and refuses."""
+    """The user-facing check (`python -m reasoner_ray.k8s.render DIR --check CRDS`) renders and refuses."""
     (tmp_path / "kustomization.yaml").write_text(
         f"resources: [{os.path.relpath(overlay_dir('laptop'), tmp_path)}]\n"
         "patches:\n  - target: {kind: RayJob}\n    patch: |\n"
@@ -66,8 +66,8 @@ def test_no_unchecked_cel_fields(rendered):
 def test_crd_schemas_are_pinned_in_the_repository(monkeypatch, tmp_path, capsys):
     """A clone with nothing beside it has the schemas (k8s/crds/, with their source and licence noted);
     KUBERAY_CRDS_DIR points the checks at another copy."""
-    from reasoner_ray.k8s_render import REPO_ROOT
-    from reasoner_ray.k8s_schema import CrdSchemas
+    from reasoner_ray.k8s.render import REPO_ROOT
+    from reasoner_ray.k8s.schema import CrdSchemas
 
     monkeypatch.delenv("KUBERAY_CRDS_DIR", raising=False)
     pinned = REPO_ROOT / "k8s" / "crds"
@@ -83,7 +83,7 @@ def test_crd_schemas_are_pinned_in_the_repository(monkeypatch, tmp_path, capsys)
 
 
 def test_nothing_reads_files_beside_the_repository():
-    from reasoner_ray.k8s_render import REPO_ROOT
+    from reasoner_ray.k8s.render import REPO_ROOT
 
     beside = (".." + "/shared", "parent / " + '"shared"')  # spelt apart so this file does not match itself
     for folder in ("tests", "scripts", "reasoner_ray", "jobs", "serve", ".ci"):

@@ -144,7 +144,7 @@ def test_training_and_reference_paths_move_every_tensor_to_the_model(checked_mod
     from reasoner_ray.train import collate
     from reasoner_ray.train.data import sft_examples
     from reasoner_ray.train.reference import reference_logps, response_logps
-    from reasoner_ray.train.steps import STAGES
+    from reasoner_ray.train.steps import RECIPES
 
     model, processor, unmoved = checked_model
     for name in ("collate_pairs", "concat_sequences"):  # the reference and verifier paths collate inside
@@ -161,8 +161,8 @@ def test_training_and_reference_paths_move_every_tensor_to_the_model(checked_mod
     sft_batch = collate.collate_sft(encoder, sft_examples(make_vqa_rows(2), include_direct=True), 512)
     assert list(_host_tensor_names(_on_host(sft_batch)))  # the check sees unmoved tensors
     paths = {
-        "sft step": lambda: STAGES["sft"].loss(model, _on_host(sft_batch), encoder, config),
-        "dpo step": lambda: STAGES["dpo"].loss(model, collate.collate_pairs(encoder, examples, 512), encoder, config),
+        "sft step": lambda: RECIPES["sft"].loss(model, _on_host(sft_batch), encoder, config),
+        "dpo step": lambda: RECIPES["dpo"].loss(model, collate.collate_pairs(encoder, examples, 512), encoder, config),
         "reference pass": lambda: reference_logps(model, encoder, examples, 2, 512, dpo_pair_layout(config, model)),
         "verifier log-probs": lambda: response_logps(model, encoder, [(examples[0], "a red circle")], 512),
     }

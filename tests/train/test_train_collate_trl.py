@@ -39,9 +39,9 @@ def test_sft_batch_reaches_model_and_matches_labels_loss(model_and_encoder):
     assert float(sft_loss(out.logits, labels)) == pytest.approx(float(out.loss), rel=1e-6)  # fp32 summation order
     # the training step's loss runs the LM head only where a label follows: the same loss
     from reasoner_ray.core.config import build_config
-    from reasoner_ray.train.steps import STAGES
+    from reasoner_ray.train.steps import RECIPES
 
-    step_loss, _ = STAGES["sft"].loss(model, {**batch, "labels": labels}, encoder, build_config({}, []))
+    step_loss, _ = RECIPES["sft"].loss(model, {**batch, "labels": labels}, encoder, build_config({}, []))
     assert float(step_loss) == pytest.approx(float(out.loss), rel=1e-6)
 
 
@@ -144,7 +144,7 @@ def test_first_batch_equals_trl_dpo_trainer(family, request, tmp_path, ray_local
     from reasoner_ray.models.loading import load_model_and_processor
     from reasoner_ray.train.data import read_rows, write_rows
     from reasoner_ray.train.reference import compute_reference_logps
-    from reasoner_ray.train.steps import STAGES
+    from reasoner_ray.train.steps import RECIPES
     from reasoner_ray.core.rows import PreferenceRow
 
     model_path = request.getfixturevalue(f"tiny_{family}")
@@ -171,9 +171,9 @@ def test_first_batch_equals_trl_dpo_trainer(family, request, tmp_path, ray_local
     config = build_config({}, ["dpo.beta=0.1", "dpo.loss=sigmoid", "dpo.reuse_sampled_logps=false"])
     compute_reference_logps(config, ref_path, str(tmp_path / "pairs.jsonl"), str(tmp_path / "pairs_ref.jsonl"))
     rows = read_rows(tmp_path / "pairs_ref.jsonl", PreferenceRow)
-    encoder = STAGES["dpo"].encoder(processor, config)
-    ours = STAGES["dpo"].collate(encoder, preference_examples(rows), config.train.max_length)
-    loss, metrics = STAGES["dpo"].loss(trainer.model, ours, encoder, config)
+    encoder = RECIPES["dpo"].encoder(processor, config)
+    ours = RECIPES["dpo"].collate(encoder, preference_examples(rows), config.train.max_length)
+    loss, metrics = RECIPES["dpo"].loss(trainer.model, ours, encoder, config)
 
     assert abs(trl_loss - torch.log(torch.tensor(2.0)).item()) > 1e-3  # a real test: policy != reference
     assert float(loss) == pytest.approx(trl_loss, abs=1e-5)

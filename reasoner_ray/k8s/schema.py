@@ -10,7 +10,7 @@ $KUBERAY_CRDS_DIR points at another copy (`crd_dir()`). Two things make the chec
 What jsonschema cannot run are the CRDs' CEL rules (x-kubernetes-validations); they concern only managedBy,
 deletionStrategy and gcsFaultToleranceOptions, fields these manifests do not set (tests/k8s checks that).
 
-    from reasoner_ray.k8s_schema import CrdSchemas, crd_dir
+    from reasoner_ray.k8s.schema import CrdSchemas, crd_dir
     CrdSchemas(crd_dir()).errors(manifest)   # [] when valid
 """
 
@@ -32,7 +32,7 @@ CRD_FILES = {
     "RayJob": "ray.io_rayjobs.yaml",
     "RayService": "ray.io_rayservices.yaml",
 }
-PINNED_CRD_DIR = Path(__file__).resolve().parents[1] / "k8s" / "crds"
+PINNED_CRD_DIR = Path(__file__).resolve().parents[2] / "k8s" / "crds"
 
 
 def crd_dir() -> Path:

