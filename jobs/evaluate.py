@@ -84,7 +84,10 @@ def _evaluate(config, args) -> int:
 
 
 def _evaluate_into(config, args, backend, out: Path) -> int:
-    from reasoner_ray.pipeline.benchmark_eval import benchmark_sources, evaluate_benchmarks
+    from reasoner_ray.pipeline.benchmark_eval import (
+        benchmark_sources,
+        evaluate_benchmarks,
+    )
     from reasoner_ray.pipeline.generate import ModelBackend
     from reasoner_ray.pipeline.preflight import check_model, check_sources
     from reasoner_ray.ray_utils import init_ray

@@ -117,7 +117,7 @@ def _traceback_file(err: BaseException) -> str | None:
     import os
     import time
 
-    from reasoner_ray.engines.vllm_env import project_dirs
+    from reasoner_ray.paths import project_dirs
 
     script = os.path.splitext(os.path.basename(sys.argv[0] or "job"))[0] or "job"
     path = os.path.join(project_dirs()["tmp"], "logs", f"{script}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")

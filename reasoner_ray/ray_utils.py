@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from reasoner_ray.engines.vllm_env import project_dirs
-
+from reasoner_ray.paths import project_dirs
 
 # Chatter that says nothing a user can act on. Ray Train's placement-group cleaner warns every poll when the
 # state API is off (no dashboard in-process); Ray Data logs each dataset's start and end at INFO.

@@ -1,7 +1,8 @@
 """The vLLM async engine behind the endpoint: one `AsyncLLM` per Serve replica (the only place it is built).
 
-Prompts are rendered with the model's own chat template (image parts become its image placeholder) and the
-decoded PIL images go to vLLM raw, so vLLM's processor does the same resizing as in training and evaluation.
+Prompts are rendered as training renders them (models/chat.render_prompt: the processor's chat template; image
+parts become its image placeholder) and the decoded PIL images go to vLLM raw, so vLLM's processor does the same
+resizing as in training and evaluation.
 `generate` yields vLLM `RequestOutput`s (deltas when streaming, one final output otherwise). vLLM is imported
 lazily, after `apply_vllm_env`, so importing this module costs nothing.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from reasoner_ray.core.config import ServeConfig
 from reasoner_ray.engines.vllm_env import apply_vllm_env
+from reasoner_ray.models.chat import render_prompt
 from serve.errors import ApiError, invalid
 from serve.schemas import ChatCompletionRequest
 from serve.validation import PreparedChat
@@ -28,9 +30,11 @@ class ChatEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         from reasoner_ray.engines.vllm_env import device_engine_args, has_cuda
+        from reasoner_ray.models.chat import load_processor
+        from reasoner_ray.models.loading import resolve_dtype
 
         cuda = has_cuda()
-        dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if cuda else "float32")
+        dtype = resolve_dtype(config.dtype, cuda)
         args = AsyncEngineArgs(
             model=config.model_path,
             served_model_name=config.model_name or None,
@@ -42,11 +46,11 @@ class ChatEngine:
             **device_engine_args(cuda),
         )
         self.engine = AsyncLLM.from_engine_args(args)
-        self.tokenizer = self.engine.get_tokenizer()
+        self.processor = load_processor(config.model_path)
         self.max_model_len = config.max_model_len
 
     def render(self, messages: list[dict[str, Any]]) -> str:
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return render_prompt(self.processor, messages)
 
     async def generate(self, prepared: PreparedChat, request: ChatCompletionRequest, request_id: str,
                        stream: bool) -> AsyncIterator[Any]:

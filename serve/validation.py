@@ -11,8 +11,6 @@ its pixel count (read from the header before any pixel is decoded, by the projec
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +19,7 @@ from PIL import Image
 from reasoner_ray.core.config import ServeConfig
 from reasoner_ray.core.prompts import instruction
 from reasoner_ray.core.rows import ANSWER_TYPES
+from reasoner_ray.data import images
 from reasoner_ray.data.images import ImageError, decode_image
 from serve.errors import ApiError, invalid
 from serve.remote_images import fetch_remote_image
@@ -104,19 +103,15 @@ async def load_image(url: str, limits: ServeConfig, param: str) -> Image.Image:
 
 
 def decode_data_url(url: str, max_bytes: int, param: str) -> bytes:
-    header, sep, payload = url.partition(",")
-    if not sep or ";base64" not in header:
-        raise invalid("data URL must be of the form data:image/<type>;base64,<payload>", param, "invalid_image")
-    if len(payload) * 3 // 4 > max_bytes + 2:  # refuse before decoding a huge payload
-        raise invalid(f"image is over this server's limit of {max_bytes} bytes", param, "image_too_large")
+    """The data URL's bytes (images.decode_data_url, the one decoder), its failures as this API's errors."""
     try:
-        raw = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid("image data URL has invalid base64", param, "invalid_base64") from None
-    if len(raw) > max_bytes:
-        raise invalid(f"image is {len(raw)} bytes, over this server's limit of {max_bytes}", param,
-                      "image_too_large")
-    return raw
+        return images.decode_data_url(url, max_bytes)
+    except ImageError as err:
+        if err.reason == "image_too_large":
+            raise invalid(err.detail.replace("the limit", "this server's limit"), param, "image_too_large") from None
+        if err.detail.startswith("bad base64"):
+            raise invalid("image data URL has invalid base64", param, "invalid_base64") from None
+        raise invalid("data URL must be of the form data:image/<type>;base64,<payload>", param, "invalid_image") from None
 
 
 def open_checked_image(raw: bytes, max_pixels: int, param: str) -> Image.Image:

@@ -21,8 +21,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reasoner_ray.core.diagnosis import (ARITHMETIC_SLIP, CORRECT, INCOMPLETE, MISREAD, NO_STEPS, WRONG_CONCLUSION,
-                                         WRONG_OPERANDS)
+from reasoner_ray.core.diagnosis import (
+    ARITHMETIC_SLIP,
+    CORRECT,
+    INCOMPLETE,
+    MISREAD,
+    NO_STEPS,
+    WRONG_CONCLUSION,
+    WRONG_OPERANDS,
+)
 from reasoner_ray.core.digit_tasks import INK_COLORS, listed
 
 DIGITS = range(1, 10)

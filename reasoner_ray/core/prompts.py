@@ -13,7 +13,6 @@ from typing import Any, Literal
 from reasoner_ray.core.reward import ANSWER_MARKER, consensus_answer
 from reasoner_ray.core.rows import VQARow
 
-
 DIRECT_INSTRUCTION = "Answer the question with a short answer."
 COT_INSTRUCTION = "Generate a reason first and then output a short answer."
 COT_INSTRUCTION_MC = "Generate a reason first and then output a letter."

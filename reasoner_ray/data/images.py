@@ -48,14 +48,22 @@ def parse_image_field(value, image_root: str | None = None) -> ImageRef:
     raise ImageError("missing_image", f"no usable image in field value {type(value).__name__}")
 
 
-def decode_data_url(url: str) -> bytes:
+def decode_data_url(url: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of a base64 data URL, or ImageError: 'corrupt_image' (not a base64 data URL; `detail` starts
+    with "bad base64" when the payload is not base64), 'image_too_large' past `max_bytes` (checked on the
+    payload's length before it is decoded)."""
     header, sep, payload = url.partition(",")
     if not sep or not header.startswith("data:") or ";base64" not in header:
         raise ImageError("corrupt_image", "data URL is not of the form data:<mime>;base64,<payload>")
+    if max_bytes is not None and len(payload) * 3 // 4 > max_bytes + 2:  # refuse before decoding a huge payload
+        raise ImageError("image_too_large", f"image is over the limit of {max_bytes} bytes")
     try:
-        return base64.b64decode(payload, validate=True)
+        raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as err:
         raise ImageError("corrupt_image", f"bad base64 in data URL: {err}") from None
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ImageError("image_too_large", f"image is {len(raw)} bytes, over the limit of {max_bytes}")
+    return raw
 
 
 def image_bytes(ref: ImageRef) -> bytes:

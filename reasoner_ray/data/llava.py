@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from reasoner_ray.core.prompts import ANSWER_MARKER, COT_INSTRUCTION, COT_INSTRUCTION_MC, DIRECT_INSTRUCTION
+from reasoner_ray.core.prompts import (
+    ANSWER_MARKER,
+    COT_INSTRUCTION,
+    COT_INSTRUCTION_MC,
+    DIRECT_INSTRUCTION,
+)
 
 IMAGE_TOKEN = "<image>"
 _INSTRUCTIONS = (COT_INSTRUCTION_MC, COT_INSTRUCTION, DIRECT_INSTRUCTION)

@@ -24,8 +24,17 @@ from typing import Any
 
 from reasoner_ray.core.config import DataSource
 from reasoner_ray.core.rows import VQARow
-from reasoner_ray.data.readers import (DUPLICATE_ID, KEEP, SKIP, Checked, RowSelector, check_record, duplicate, iter_raw,
-                                       log_rejected)
+from reasoner_ray.data.readers import (
+    DUPLICATE_ID,
+    KEEP,
+    SKIP,
+    Checked,
+    RowSelector,
+    check_record,
+    duplicate,
+    iter_raw,
+    log_rejected,
+)
 
 _LIGHT_TASK = {"num_cpus": 0.25}  # cheap work; leaves CPUs for the actors of later stages on a 2-CPU node
 WINDOW = 4096  # records per round trip when no limit bounds the read

@@ -21,7 +21,13 @@ from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletion
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from reasoner_ray.core.config import EndpointConfig
 from reasoner_ray.distill.limits import bucket

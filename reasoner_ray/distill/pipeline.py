@@ -30,9 +30,13 @@ from urllib.parse import urlparse
 from reasoner_ray.core.config import Config
 from reasoner_ray.core.errors import JobError
 from reasoner_ray.distill.cache import ResponseCache
-from reasoner_ray.distill.client import TRANSPORT_REASONS, CallSettings, endpoint_settings
-from reasoner_ray.distill.preflight import check_teacher
+from reasoner_ray.distill.client import (
+    TRANSPORT_REASONS,
+    CallSettings,
+    endpoint_settings,
+)
 from reasoner_ray.distill.output import OutputWriter, Tally
+from reasoner_ray.distill.preflight import check_teacher
 
 log = logging.getLogger(__name__)
 

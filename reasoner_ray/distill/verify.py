@@ -21,11 +21,11 @@ from reasoner_ray.core.prompts import (
     gold_for_response,
     user_text,
 )
+from reasoner_ray.core.reward import GoldAnswerError, score
 from reasoner_ray.core.rows import VQARow
 from reasoner_ray.data.images import to_data_url
 from reasoner_ray.data.llava import to_llava_record
 from reasoner_ray.distill.client import CallResult
-from reasoner_ray.core.reward import GoldAnswerError, score
 
 # Every output record has exactly these columns, so Arrow blocks of verified and rejected rows share a schema.
 COLUMNS = ("id", "status", "step", "reason", "detail", "source", "row", "cot", "direct", "key", "attempts", "cached",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from reasoner_ray.paths import project_dirs
 
 
 def has_cuda() -> bool:
@@ -25,12 +25,6 @@ def device_engine_args(cuda: bool) -> dict:
     request's seeded generator, which CPU torch generators cannot do ("CPU Generator does not use offset"): the
     engine dies. So prompts are prefilled whole there."""
     return {} if cuda else {"enable_chunked_prefill": False}
-
-
-def project_dirs(root: Path | None = None) -> dict[str, str]:
-    root = root or Path(os.environ.get("REASONER_CACHE_ROOT", PROJECT_ROOT))
-    cache, tmp = root / ".cache", root / ".tmp"
-    return {"cache": str(cache), "tmp": str(tmp)}
 
 
 def vllm_process_env(kv_cache_gib: float) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """A vLLM engine that turns VQA rows into sampled chat completions (the one place that builds `vllm.LLM`).
 
 Used by the rollout and evaluation stages (as a Ray Data actor class, one engine per actor) and by the
-quickstart slice. Prompts are rendered with the model's own chat template; images go to vLLM raw (PIL) so the
-model's processor does the same resizing in vLLM as in training.
+quickstart slice. Prompts are rendered as training renders them (models/chat.render_prompt: the processor's chat
+template); images go to vLLM raw (PIL) so the model's processor does the same resizing in vLLM as in training.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from reasoner_ray.core.prompts import Style, prompt_messages
 from reasoner_ray.core.rows import VQARow, prompt_digest
 from reasoner_ray.engines.vllm_env import apply_vllm_env
+from reasoner_ray.models.chat import render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,17 @@ class VLLMGenerator:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             if settings.cpu_cores > 0:
                 from reasoner_ray.engines.cpu_binding import claim_cores, pin_engine
-                from reasoner_ray.engines.vllm_env import project_dirs
+                from reasoner_ray.paths import project_dirs
 
                 self._claim = claim_cores(settings.cpu_cores, Path(project_dirs()["tmp"]) / "cpu-slots")
                 pin_engine(self._claim.cores)
                 log.info("vLLM engine pinned to cores %s", self._claim.cores)
         from vllm import LLM
 
-        dtype = settings.dtype
-        if dtype == "auto":
-            dtype = "bfloat16" if cuda else "float32"
+        from reasoner_ray.models.chat import load_processor
+        from reasoner_ray.models.loading import resolve_dtype
+
+        dtype = resolve_dtype(settings.dtype, cuda)
         self.settings = settings
         self.llm = LLM(
             model=settings.model_path,
@@ -102,10 +104,10 @@ class VLLMGenerator:
             logprobs_mode="raw_logprobs",
             **device_engine_args(cuda),
         )
-        self.tokenizer = self.llm.get_tokenizer()
+        self.processor = load_processor(settings.model_path)
 
     def render(self, row: VQARow, style: Style) -> str:
-        return self.tokenizer.apply_chat_template(prompt_messages(row, style), add_generation_prompt=True, tokenize=False)
+        return render_prompt(self.processor, prompt_messages(row, style))
 
     def generate(
         self,

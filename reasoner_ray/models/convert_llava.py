@@ -117,7 +117,13 @@ def convert(src: str | Path, out: str | Path, vision_tower: str | Path | None = 
             chat_template: str | None = None) -> Path:
     import torch
     from safetensors.torch import save_file
-    from transformers import (AutoTokenizer, CLIPImageProcessor, LlavaNextConfig, LlavaNextImageProcessor, LlavaNextProcessor)
+    from transformers import (
+        AutoTokenizer,
+        CLIPImageProcessor,
+        LlavaNextConfig,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
 
     from reasoner_ray.models.export import write_vllm_layout
 

@@ -1,7 +1,9 @@
 """One way to get a model: a local HF folder, a hub id, or (when `model.path` is empty) the tiny model.
 
 `resolve_model_path` turns the config into a path or hub id that both transformers and vLLM accept;
-`load_model_and_processor` loads it with the Auto classes (any image-text-to-text family);
+`resolve_dtype` is the one rule for `auto` (bf16 on a GPU, fp32 on CPU) that training, the engines and the
+endpoint share; `load_model_and_processor` loads a folder with the Auto classes (any image-text-to-text family),
+and `load_model` also a LoRA adapter's folder, as its base model when it serves as a reference;
 `model_fingerprint` tells two model folders apart by content (what an evaluation's results are keyed by).
 """
 
@@ -48,12 +50,18 @@ def model_fingerprint(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def resolve_dtype(name: str, cuda: bool) -> str:
+    """`model.dtype` (or `serve.dtype`) as a dtype name: `auto` is bfloat16 on a GPU, float32 on CPU (this CPU
+    has no fast bf16, and the reference pass, the engines and the policy must compute in one dtype)."""
+    if name == "auto":
+        return "bfloat16" if cuda else "float32"
+    return name
+
+
 def torch_dtype(name: str):
     import torch
 
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return getattr(torch, name)
+    return getattr(torch, resolve_dtype(name, torch.cuda.is_available()))
 
 
 def load_model_and_processor(path: str, dtype: str = "auto"):
@@ -62,3 +70,29 @@ def load_model_and_processor(path: str, dtype: str = "auto"):
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype(dtype))
     processor = AutoProcessor.from_pretrained(path)
     return model, processor
+
+
+def base_model_path(path: str) -> str:
+    """The folder holding the processor: a LoRA adapter's base model, else the folder itself."""
+    adapter = Path(path) / "adapter_config.json"
+    if adapter.is_file():
+        import json
+
+        return json.loads(adapter.read_text())["base_model_name_or_path"]
+    return path
+
+
+def load_model(path: str, dtype: str = "auto", as_reference: bool = False):
+    """(model, processor, context): a model folder, or a LoRA adapter's folder (peft) on its base model. With
+    `as_reference`, `context()` switches an adapter off (a reference is the base model the adapter trained from);
+    otherwise it does nothing."""
+    import contextlib
+
+    if (Path(path) / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model, processor = load_model_and_processor(base_model_path(path), dtype)
+        model = PeftModel.from_pretrained(model, path)
+        return model, processor, (model.disable_adapter if as_reference else contextlib.nullcontext)
+    model, processor = load_model_and_processor(path, dtype)
+    return model, processor, contextlib.nullcontext

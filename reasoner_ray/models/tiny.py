@@ -110,7 +110,11 @@ def _qwen_vl(size: TinyModelConfig, tokenizer, config_cls, model_cls, processor_
 
 
 def _qwen2_vl(size: TinyModelConfig, tokenizer):
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLProcessor,
+    )
 
     vision = dict(embed_dim=size.vision_hidden_size, hidden_size=size.text_hidden_size)
     return _qwen_vl(size, tokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, vision)
@@ -118,7 +122,11 @@ def _qwen2_vl(size: TinyModelConfig, tokenizer):
 
 def _qwen2_5_vl(size: TinyModelConfig, tokenizer):
     """Qwen2.5-VL: a SwiGLU tower with window attention (full attention in its last block) and RMSNorm."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+    )
 
     vision = dict(hidden_size=size.vision_hidden_size, intermediate_size=2 * size.vision_hidden_size,
                   out_hidden_size=size.text_hidden_size, window_size=4 * size.patch_size,
@@ -129,7 +137,12 @@ def _qwen2_5_vl(size: TinyModelConfig, tokenizer):
 def _qwen3_vl(size: TinyModelConfig, tokenizer):
     """Qwen3-VL: a Qwen3 text model (RMSNorm on queries and keys, interleaved M-RoPE) and a tower with learned
     position embeddings whose intermediate layers also feed the text model's first layers (DeepStack)."""
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
+    from transformers import (
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
 
     grid = size.image_size // size.patch_size
     vision = dict(hidden_size=size.vision_hidden_size, intermediate_size=2 * size.vision_hidden_size,
@@ -160,7 +173,12 @@ def _llava_processor_common(size: TinyModelConfig, tokenizer) -> dict:
 
 
 def _llava(size: TinyModelConfig, tokenizer):
-    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import (
+        CLIPImageProcessor,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     model = LlavaForConditionalGeneration(LlavaConfig(**_llava_common(size, tokenizer)))
     processor = LlavaProcessor(
@@ -176,7 +194,12 @@ def _llava(size: TinyModelConfig, tokenizer):
 def _llava_next(size: TinyModelConfig, tokenizer):
     """The paper's family: any-resolution tiling (a base view plus the tiles of the best-fitting grid), the
     processor's `image_sizes`, and a learned newline embedding after each row of tile features."""
-    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessor, LlavaNextProcessor
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
 
     s = size.image_size
     pinpoints = [[s, s], [s, 2 * s], [2 * s, s], [2 * s, 2 * s]]  # grids of 1x1 .. 2x2 tiles of the tower's size
@@ -194,7 +217,12 @@ def _gemma3(size: TinyModelConfig, tokenizer):
     """Gemma 3: a SigLIP tower pooled to `mm_tokens_per_image` soft tokens between begin/end-of-image tokens, a
     Gemma 3 text model (alternating sliding-window and full attention layers, scaled embeddings), and
     `token_type_ids` that let image tokens attend to each other both ways."""
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+    )
 
     head_dim = size.text_hidden_size // size.text_heads
     layer_types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(size.text_layers)]
@@ -226,8 +254,12 @@ def _idefics3(size: TinyModelConfig, tokenizer):
     """Idefics3 (SmolVLM's architecture): a SigLIP tower on a global view plus tiles of an image split at
     `max_image_size` (each framed by special tokens and named by row and column), pixel-shuffled by
     `scale_factor` into a connector, `pixel_attention_mask` for padded tiles, a Llama text model."""
-    from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor,
-                              Idefics3Processor)
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+    )
 
     scale = 2
     tokens_per_tile = (size.image_size // size.patch_size) ** 2 // (scale * scale)
@@ -252,8 +284,13 @@ def _internvl(size: TinyModelConfig, tokenizer):
     """InternVL (transformers format, InternVL3): an InternViT tower (layer scale, mean pooling) pixel-shuffled by
     `downsample_ratio` into an MLP projector, a Qwen2 text model; the image's tiles are flattened into one
     `pixel_values` for the whole batch."""
-    from transformers import (GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration,
-                              InternVLProcessor, InternVLVideoProcessor)
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
 
     tokens_per_image = (size.image_size // size.patch_size) ** 2 // 4  # downsample_ratio 0.5 on each side
     config = InternVLConfig(

@@ -17,9 +17,9 @@ from typing import Any
 from reasoner_ray.core.prompts import prompt_messages
 from reasoner_ray.core.rows import VQARow
 from reasoner_ray.data.images import to_data_url
-from reasoner_ray.operators.endpoint_calls import EndpointCalls
 from reasoner_ray.distill.client import CallSettings
 from reasoner_ray.distill.request_key import request_key
+from reasoner_ray.operators.endpoint_calls import EndpointCalls
 from reasoner_ray.operators.generation import OUTPUT_COLUMNS, GenerationPlan
 
 ENDPOINT_COLUMNS = (*OUTPUT_COLUMNS, "cached", "error")

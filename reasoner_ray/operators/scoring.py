@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from reasoner_ray.core.reward import GOLD_ERROR, GoldAnswerError, Score, extract_final_answer, score
+from reasoner_ray.core.reward import (
+    GOLD_ERROR,
+    GoldAnswerError,
+    Score,
+    extract_final_answer,
+    score,
+)
 from reasoner_ray.data.step_checks import step_check
 
 

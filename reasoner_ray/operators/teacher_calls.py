@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from reasoner_ray.core.prompts import teacher_messages
 from reasoner_ray.core.rows import VQARow
 from reasoner_ray.data.images import ImageError, to_data_url
-from reasoner_ray.operators.endpoint_calls import EndpointCalls
 from reasoner_ray.distill.client import CallSettings
 from reasoner_ray.distill.request_key import request_key
 from reasoner_ray.distill.verify import COLUMNS, judge_safely, record
+from reasoner_ray.operators.endpoint_calls import EndpointCalls
 
 
 class TeacherCalls(EndpointCalls):

@@ -24,6 +24,7 @@ from typing import Any
 
 from reasoner_ray.core.prompts import assistant_message
 from reasoner_ray.data.images import open_image
+from reasoner_ray.models.chat import render_conversation, render_prompt
 
 IGNORE_INDEX = -100
 
@@ -39,12 +40,12 @@ class VLMEncoder:
         self._special_ids = frozenset(tok.all_special_ids)
 
     def prompt_text(self, messages: list[dict[str, Any]]) -> str:
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return render_prompt(self.processor, messages)
 
     def completion_ids(self, messages: list[dict[str, Any]], response: str, end_turn: bool = True) -> list[int]:
         """Token ids of the assistant turn; `end_turn=False` keeps only the response text (a truncated chain)."""
         prompt = self.prompt_text(messages)
-        full = self.processor.apply_chat_template(messages + [assistant_message(response)], tokenize=False)
+        full = render_conversation(self.processor, messages + [assistant_message(response)])
         if not full.startswith(prompt):
             raise ValueError("chat template does not render the prompt as a prefix of the conversation")
         completion = full[len(prompt):]

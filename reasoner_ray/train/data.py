@@ -19,7 +19,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reasoner_ray.core.prompts import cot_response, direct_response, gold_for_response, prompt_messages, user_message
+from reasoner_ray.core.prompts import (
+    cot_response,
+    direct_response,
+    gold_for_response,
+    prompt_messages,
+    user_message,
+)
 from reasoner_ray.core.rows import PreferenceRow, VQARow
 
 

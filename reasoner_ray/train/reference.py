@@ -22,7 +22,6 @@ has the length the engine saw. Any other pair goes through the pass. The engine'
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import Counter
 from pathlib import Path
@@ -31,30 +30,6 @@ from reasoner_ray.core.config import Config
 from reasoner_ray.core.rows import PreferenceRow
 
 log = logging.getLogger(__name__)
-
-
-def _base_path(path: str) -> str:
-    """The folder holding the processor: a LoRA adapter's base model, else the folder itself."""
-    adapter = Path(path) / "adapter_config.json"
-    if adapter.is_file():
-        import json
-
-        return json.loads(adapter.read_text())["base_model_name_or_path"]
-    return path
-
-
-def load_reference(path: str, dtype: str = "auto"):
-    """(model, processor, context) where `context()` switches the model into its reference behaviour."""
-    from reasoner_ray.models.loading import load_model_and_processor
-
-    if (Path(path) / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        model, processor = load_model_and_processor(_base_path(path), dtype)
-        model = PeftModel.from_pretrained(model, path)
-        return model, processor, model.disable_adapter
-    model, processor = load_model_and_processor(path, dtype)
-    return model, processor, contextlib.nullcontext
 
 
 def reference_logps(model, encoder, examples: list[dict], batch_size: int, max_length: int, layout: str):
@@ -78,11 +53,12 @@ def score_shard(config_tree: dict, ref_model_path: str, examples: list[dict], th
     """One shard of the reference pass, in a Ray task: the reference on this task's GPU (train.use_gpu) or CPU."""
     from transformers.utils import logging as hf_logging
 
+    from reasoner_ray.models.loading import load_model
     from reasoner_ray.train.steps import dpo_pair_layout, pair_encoder
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per task on the job's console says nothing
     config = Config.model_validate(config_tree)
-    model, processor, reference_mode = load_reference(ref_model_path, config.model.dtype)
+    model, processor, reference_mode = load_model(ref_model_path, config.model.dtype, as_reference=True)
     model = on_task_device(model, config, threads)
     with reference_mode():
         return reference_logps(model, pair_encoder(processor, config), examples, config.dpo.ref_batch_size,
@@ -156,15 +132,14 @@ def sampled_logps(encoder, example: dict, row: PreferenceRow, max_length: int) -
 def compute_reference_logps(config: Config, ref_model_path: str, pairs_path: str, out_path: str) -> dict[str, int]:
     """Write the pairs with reference log-probs filled to out_path; returns counts (written, prompt_too_long,
     from_rollouts: taken from the sampled tokens, from_pass: computed)."""
-    from transformers import AutoProcessor
-
+    from reasoner_ray.models.chat import load_processor
     from reasoner_ray.train.collate import fit_filter
     from reasoner_ray.train.data import preference_examples, read_rows, write_rows
     from reasoner_ray.train.steps import pair_encoder
 
     counts: Counter = Counter()
     rows = read_rows(pairs_path, PreferenceRow)
-    encoder = pair_encoder(AutoProcessor.from_pretrained(_base_path(ref_model_path)), config)
+    encoder = pair_encoder(load_processor(ref_model_path), config)
     examples = fit_filter(encoder, preference_examples(rows), config.train.max_length, counts)
     reuse = config.dpo.reuse_sampled_logps and not (Path(ref_model_path) / "adapter_config.json").is_file()
     reference = Path(ref_model_path).resolve()
@@ -193,7 +168,10 @@ def response_logps(model, encoder, items: list[tuple[dict, str]], max_length: in
     import torch
 
     from reasoner_ray.train.collate import concat_sequences, on_model_device
-    from reasoner_ray.train.logprobs import completion_logits_to_keep, shifted_token_logps
+    from reasoner_ray.train.logprobs import (
+        completion_logits_to_keep,
+        shifted_token_logps,
+    )
 
     model.eval()
     out: list[tuple[list[int], list[float]]] = []

@@ -17,15 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from reasoner_ray.core.config import Config
+from reasoner_ray.paths import project_dirs
 from reasoner_ray.storage import write_atomic
 from reasoner_ray.train.loop import TrainResult, train_func
 
 log = logging.getLogger(__name__)
-
-
-def _project_dir(name: str) -> str:
-    root = Path(os.environ.get("REASONER_CACHE_ROOT", Path(__file__).resolve().parents[2]))
-    return str(root / name)
 
 
 def fit_global_batch(config: Config, recipe: str, n_examples: int) -> tuple[Config, int]:
@@ -77,7 +73,7 @@ def run_training(config: Config, recipe: str, model_path: str, examples: list[di
                      example_passes_not_trained=int(len(examples) * settings["epochs"]) - len(order))
     log.info("[%s] %d examples, %d steps of %d, %d workers, ZeRO-%d; counts %s", recipe, len(examples), total_steps,
              gbs, config.train.num_workers, config.train.zero_stage, dict(counts))
-    extensions = os.environ.setdefault("TORCH_EXTENSIONS_DIR", _project_dir(".cache/torch_extensions"))
+    extensions = os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(project_dirs()["cache"], "torch_extensions"))
     init_ray()
     trainer = TorchTrainer(
         train_func,

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reasoner_ray.train.collate import IGNORE_INDEX, VLMEncoder, collate_pairs, collate_sft, on_model_device
+from reasoner_ray.train.collate import (
+    IGNORE_INDEX,
+    VLMEncoder,
+    collate_pairs,
+    collate_sft,
+    on_model_device,
+)
 from reasoner_ray.train.logprobs import completion_logits_to_keep, pair_logps, unwrap
 from reasoner_ray.train.losses import PairLogps, dpo_loss, sft_loss
 

@@ -6,7 +6,13 @@ import re
 import string
 from dataclasses import dataclass
 
-from reasoner_ray.core.reward.base import NOT_AN_OPTION, NOT_YES_NO, GoldAnswerError, Score, register
+from reasoner_ray.core.reward.base import (
+    NOT_AN_OPTION,
+    NOT_YES_NO,
+    GoldAnswerError,
+    Score,
+    register,
+)
 from reasoner_ray.core.reward.normalize import simple_normalize, vqa_normalize
 from reasoner_ray.core.reward.text import consensus_accuracy
 

@@ -185,24 +185,15 @@ def _logps(config: Config, model_path: str, items, as_reference: bool):
 def score_responses(config_tree: dict, model_path: str, as_reference: bool, items, threads: int):
     """One shard, in a Ray task; a reference is loaded as the DPO stage loads it (a LoRA folder counts as its
     base model)."""
-    import contextlib
-
     from transformers.utils import logging as hf_logging
 
-    from reasoner_ray.models.loading import load_model_and_processor
-    from reasoner_ray.train.reference import (
-        load_reference,
-        on_task_device,
-        response_logps,
-    )
+    from reasoner_ray.models.loading import load_model
+    from reasoner_ray.train.reference import on_task_device, response_logps
     from reasoner_ray.train.steps import pair_encoder
 
     hf_logging.disable_progress_bar()
     config = Config.model_validate(config_tree)
-    if as_reference:
-        model, processor, mode = load_reference(model_path, config.model.dtype)
-    else:
-        (model, processor), mode = load_model_and_processor(model_path, config.model.dtype), contextlib.nullcontext
+    model, processor, mode = load_model(model_path, config.model.dtype, as_reference)
     model = on_task_device(model, config, threads)
     with mode():
         return response_logps(model, pair_encoder(processor, config), items, config.train.max_length,
