@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from reasoner_ray.cli import output_locks, parse_job_args, run_job, setup_logging  # noqa: E402
 
-log = logging.getLogger("distill")
+log = logging.getLogger("reasoner_ray.jobs.distill")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,7 +95,7 @@ def _evaluate_into(config, args, backend, out: Path) -> int:
     named = "evaluate.benchmarks." if config.evaluate.benchmarks else "data."
     check_sources({f"{named}{name}": source for name, source in benchmark_sources(config).items()})
     if config.eval.samples > 0 and not (args.reference and isinstance(backend, ModelBackend)):
-        logging.getLogger("evaluate").warning(
+        logging.getLogger("reasoner_ray.jobs.evaluate").warning(
             "eval.samples > 0 is left out: the verifier needs a model folder (--model) and its DPO reference (--reference)")
     if args.reference:
         check_model(config, args.reference, f"--reference {args.reference}")

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from reasoner_ray.cli import parse_job_args, run_job, setup_logging  # noqa: E402
 
-log = logging.getLogger("iterative_dpo")
+log = logging.getLogger("reasoner_ray.jobs.iterative_dpo")
 
 
 def _arguments(parser) -> None:

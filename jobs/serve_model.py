@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from reasoner_ray.cli import parse_config, run_guarded, setup_logging  # noqa: E402
 
-log = logging.getLogger("serve_model")
+log = logging.getLogger("reasoner_ray.jobs.serve_model")
 
 
 def main(argv: list[str] | None = None) -> int:

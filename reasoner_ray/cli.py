@@ -45,10 +45,26 @@ def parse_config(argv: list[str] | None, doc: str | None) -> Config:
     return parse_job_args(argv, doc)[0]
 
 
+class _ProjectLines(logging.Filter):
+    """The console's rule: the project's own records, and anyone's errors. Everything else (Ray's, Ray Data's,
+    vLLM's, DeepSpeed's, Python warnings) goes to the log file only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith(PROJECT_LOGGERS) or record.levelno >= logging.ERROR
+
+
+PROJECT_LOGGERS = ("reasoner_ray", "serve")  # the package's and the endpoint's loggers (jobs log as reasoner_ray.jobs.*)
+
+
 def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
+    """The project's lines to stdout; Python warnings become log records (the log file keeps them)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    handler.addFilter(_ProjectLines())
+    root = logging.getLogger()
+    root.setLevel(level)
+    root.handlers = [h for h in root.handlers if not isinstance(h, logging.StreamHandler)] + [handler]
+    logging.captureWarnings(True)
 
 
 def driver_log_path(run_dir: str) -> str:
@@ -67,11 +83,43 @@ def driver_log_path(run_dir: str) -> str:
 
 
 def log_to_file(path: str) -> None:
-    """Also write the driver's log, and the traceback of a failure, to `path`."""
+    """Also write the driver's log, and the traceback of a failure, to `path`; output that bypasses logging (Ray's
+    and vLLM's native code, child processes started from here) goes to native.log beside it, and the console
+    keeps the project's lines. Says where on the console's first line."""
+    import os
+
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     _failure_log.handlers = [handler]
+    folder = os.path.dirname(path)
+    _native_stderr_to(os.path.join(folder, "native.log"))
+    logging.getLogger("reasoner_ray").info("logs: %s (driver.log; Ray, vLLM and DeepSpeed: %s)", folder,
+                                           os.path.join(folder, "ray"))
+
+
+def log_folder() -> str | None:
+    """The folder of this job's log file (log_to_file), if it has one."""
+    import os
+
+    path = getattr(_failure_log.handlers[0], "baseFilename", None) if _failure_log.handlers else None
+    return os.path.dirname(path) if path else None
+
+
+def _native_stderr_to(path: str) -> None:
+    """Point file descriptor 2 at `path`, so what native code and child processes write to stderr lands there,
+    while Python's sys.stderr (a job's one-line errors) keeps the terminal."""
+    import os
+
+    try:
+        terminal = os.dup(2)
+        log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        return
+    sys.stderr.flush()
+    os.dup2(log, 2)
+    os.close(log)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1, closefd=True)
 
 
 def run_job(body: Callable[[], int], run_dir: str | None = None, locks: Sequence[str] = ()) -> int:

@@ -3,6 +3,8 @@
 Under `ray job submit` (RAY_ADDRESS or a job's runtime context is set) the script joins the cluster with a plain
 `ray.init()` (arguments such as num_cpus are rejected there). Run directly, it starts a private local Ray with
 `address="local"` so a stale `ray_current_cluster` file from an earlier `ray stop` is never joined by mistake.
+Either way workers' output stays in Ray's session logs (`log_to_driver=False`): the console is the project's
+progress lines, and `link_session_logs` puts a link to those logs in the run directory.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def init_ray(num_cpus: int | None = None) -> None:
     # Pass hub settings through (tests and the quickstart run offline; a cluster may download models).
     env_vars.update({k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HF_HOME", "REASONER_CACHE_ROOT") if k in os.environ})
     if os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"):
-        ray.init(runtime_env={"env_vars": env_vars, "worker_process_setup_hook": QUIET_HOOK}, log_to_driver=True)
+        ray.init(runtime_env={"env_vars": env_vars, "worker_process_setup_hook": QUIET_HOOK}, log_to_driver=False)
+        _link_into_job_logs()
         return
     tmp = project_dirs()["tmp"]
     os.makedirs(tmp, exist_ok=True)
@@ -88,7 +91,40 @@ def init_ray(num_cpus: int | None = None) -> None:
         include_dashboard=False,
         runtime_env={"env_vars": env_vars, "worker_process_setup_hook": QUIET_HOOK},
         _temp_dir=os.path.join(tmp, "ray"),
+        log_to_driver=False,  # workers' output (vLLM, DeepSpeed, Ray Train) stays in the session's logs
     )
     # Ray's own helper processes (e.g. Ray Train's placement-group cleaner) call ray.init() without an
     # address; with other Ray instances on the machine they must be told which one is ours.
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    _link_into_job_logs()
+
+
+def _link_into_job_logs() -> None:
+    from reasoner_ray.cli import log_folder
+
+    folder = log_folder()
+    if folder is not None:
+        link_session_logs(folder)
+
+
+def session_logs() -> str | None:
+    """The folder of this Ray session's logs on the driver's node (every worker's output on that node)."""
+    try:
+        import ray
+
+        return os.path.join(ray._private.worker._global_node.get_session_dir_path(), "logs")
+    except Exception:  # noqa: BLE001 - not started, or a Ray without this internal: nothing to link
+        return None
+
+
+def link_session_logs(folder: str) -> str | None:
+    """`<folder>/ray`: a link to this Ray session's logs, where the engines' and trainers' output is. Returns it."""
+    target = session_logs()
+    if target is None:
+        return None
+    link = os.path.join(folder, "ray")
+    os.makedirs(folder, exist_ok=True)
+    if os.path.islink(link) or os.path.exists(link):
+        os.remove(link)
+    os.symlink(target, link)
+    return link

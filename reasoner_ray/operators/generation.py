@@ -148,6 +148,8 @@ def generate_dataset(questions, settings, plans: dict[str, GenerationPlan], num_
     # One block per batch, split before any engine holds a CPU: Ray Data hands whole blocks to actors (fewer
     # blocks than engines leaves engines idle), and a repartition task queued behind engines that hold every CPU
     # of the node would never run.
+    from ray.data import ActorPoolStrategy
+
     blocks = max(num_engines, -(-questions.count() // batch_size))
     with warnings.catch_warnings():  # Ray 2.60 names no parameter for actor restarts yet; these still apply
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
@@ -156,7 +158,7 @@ def generate_dataset(questions, settings, plans: dict[str, GenerationPlan], num_
             fn_constructor_kwargs={"settings": settings, "plans": plans, "num_engines": num_engines},
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=num_engines,
+            compute=ActorPoolStrategy(size=num_engines),
             num_cpus=1,
             num_gpus=gpus_per_engine,
             max_restarts=-1,

@@ -74,6 +74,7 @@ def train_func(loop_config: dict[str, Any]) -> None:
     from reasoner_ray.train.model_setup import make_optimizer, prepare_model
     from reasoner_ray.train.schedule import micro_slice
     from reasoner_ray.train.steps import RECIPES, recipe_settings, token_share
+    from reasoner_ray.train.tracking import RESUMES
 
     config = Config.model_validate(loop_config["config"])
     recipe, examples, order = loop_config["recipe"], loop_config["examples"], loop_config["order"]
@@ -102,6 +103,8 @@ def train_func(loop_config: dict[str, Any]) -> None:
             start_step = json.loads(Path(d, "state.json").read_text())["step"]
         if rank == 0:
             log.warning("[%s] resuming from the checkpoint at step %d of %d", recipe, start_step, total_steps)
+            with Path(loop_config["out_dir"], RESUMES).open("a") as fh:  # for the driver's console (tracking.py)
+                fh.write(json.dumps({"step": start_step}) + "\n")
     spec = RECIPES[recipe]
     encoder = spec.encoder(processor, config)
     history: list[dict[str, Any]] = []

@@ -1,7 +1,7 @@
 """Driver side of a training run: start Ray Train's TorchTrainer and turn its result into a `TrainResult`.
 
 Ray Train stores checkpoints under `<out_dir>/ray/<recipe>`; the same out_dir run again restores that run and
-resumes from its latest checkpoint. Metrics go through `tracking.RunLogger` (console, metrics.jsonl,
+resumes from its latest checkpoint. Metrics go through `tracking.RunLogger` (metrics.jsonl,
 TensorBoard). The exported model lands in `<out_dir>/model`.
 """
 
@@ -54,7 +54,7 @@ def run_training(config: Config, recipe: str, model_path: str, examples: list[di
     from reasoner_ray.ray_utils import init_ray
     from reasoner_ray.train.schedule import sample_order
     from reasoner_ray.train.steps import recipe_settings
-    from reasoner_ray.train.tracking import RunLogger
+    from reasoner_ray.train.tracking import ProgressLines, RunLogger
 
     out = Path(out_dir).resolve()
     if Path(model_path).exists():  # workers run in another working directory
@@ -90,7 +90,8 @@ def run_training(config: Config, recipe: str, model_path: str, examples: list[di
             callbacks=[RunLogger(str(out), recipe, total_steps, config.train.tracker)],
         ),
     )
-    result = trainer.fit()
+    with ProgressLines(str(out), recipe, total_steps):
+        result = trainer.fit()
     if result.error is not None:
         raise result.error
     model_dir = out / "model"
