@@ -65,6 +65,7 @@ def init_ray(num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     quiet_ray_loggers()
+    _ray_logs_through_the_job()
     env_vars = {
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",
@@ -99,7 +100,17 @@ def init_ray(num_cpus: int | None = None) -> None:
     _link_into_job_logs()
 
 
+def _ray_logs_through_the_job() -> None:
+    """In the driver, Ray's own loggers go through the job's handlers (the console shows their errors only, the job's
+    log file keeps the rest) instead of the stderr handlers Ray gives them."""
+    for name in ("ray", "ray.data", "ray.train", "ray.serve"):
+        logger = logging.getLogger(name)
+        logger.handlers = [h for h in logger.handlers if not isinstance(h, logging.StreamHandler)]
+        logger.propagate = True
+
+
 def _link_into_job_logs() -> None:
+    """The session's logs linked into the job's log folder."""
     from reasoner_ray.cli import log_folder
 
     folder = log_folder()

@@ -113,10 +113,10 @@ class ProgressLines(threading.Thread):
         self.shown = max((r["step"] for r in _read_jsonl(self.path)), default=0)  # a rerun shows only new steps
         self.resumes_path = self.path.with_name(RESUMES)
         self.resumes = len(_read_jsonl(self.resumes_path))
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self.poll_s):
+        while not self._done.wait(self.poll_s):
             self.poll()
         self.poll()
 
@@ -140,5 +140,5 @@ class ProgressLines(threading.Thread):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+        self._done.set()
         self.join(timeout=10)
