@@ -15,6 +15,12 @@ picks, among a question's (correct, incorrect) combinations, those whose chains 
 chains k words after the first word where they differ, so the loss sees the shared steps and the parting step, not
 what each chain wrote after it.
 
+`parting_logp_margin` = m keeps only pairs whose rejected chain parts from the chosen one on a token the sampling
+policy found likely: at the first token where the two differ, the rejected token's log-probability is at most m
+nats below the chosen token's (0: the policy preferred the wrong token there). A sampled slip into a token the
+policy gave a few percent is an error greedy decoding never makes; a pair built on it teaches the most likely
+decoding nothing. It needs the sampled tokens and log-probs (`ScoredSample.token_ids`, `token_logprobs`).
+
 A sample without a final answer (reason "unparsed") counts as incorrect in the accuracy and may be a rejected
 chain; a question none of whose samples has a final answer is dropped as "unparsed". A sample whose check timed
 out (reason "timeout", math) is unknown, not wrong: the checker's bound is hit by correct answers on a loaded
@@ -60,11 +66,13 @@ class ScoredSample:
     value: float
     correct: bool
     reason: str | None = None
+    token_ids: tuple[int, ...] | None = None  # as sampled, when the rollouts kept them
+    token_logprobs: tuple[float, ...] | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | RolloutRow) -> ScoredSample:
         """From a scored rollout row (a RolloutRow or its dict, e.g. a Ray Data row); extra keys are ignored."""
-        get = record.get if isinstance(record, Mapping) else lambda name: getattr(record, name)
+        get = record.get if isinstance(record, Mapping) else lambda name: getattr(record, name, None)
         return cls(
             question_id=str(get("question_id")),
             sample_index=int(get("sample_index")),
@@ -72,7 +80,13 @@ class ScoredSample:
             value=float(get("value")),
             correct=bool(get("correct")),
             reason=get("reason"),
+            token_ids=_optional_tuple(get("token_ids")),
+            token_logprobs=_optional_tuple(get("token_logprobs")),
         )
+
+
+def _optional_tuple(values: Any) -> tuple | None:
+    return None if values is None else tuple(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +161,7 @@ def build_pairs(
     prefer_shared_prefix: bool = False,
     cut_after_parting: int | None = None,
     consistent_chosen: bool = False,
+    parting_logp_margin: float | None = None,
 ) -> PairResult:
     """Pairs for every question among `samples` (scored chains of any number of questions), with statistics."""
     low, high = band
@@ -158,11 +173,16 @@ def build_pairs(
         raise ValueError(f"truncate_words must be None or >= 1, got {truncate_words}")
     if cut_after_parting is not None and cut_after_parting < 1:
         raise ValueError(f"cut_after_parting must be None or >= 1, got {cut_after_parting}")
+    if parting_logp_margin is not None and parting_logp_margin < 0:
+        raise ValueError(f"parting_logp_margin must be None or >= 0, got {parting_logp_margin}")
 
     by_question: dict[str, list[ScoredSample]] = defaultdict(list)
     unscored = 0
     for sample in samples:
         by_question[sample.question_id]  # a question whose every sample timed out is still seen (and dropped)
+        if parting_logp_margin is not None and (sample.token_ids is None or sample.token_logprobs is None):
+            raise ValueError(f"parting_logp_margin needs each chain's sampled tokens and log-probs; sample "
+                             f"{sample.sample_index} of {sample.question_id!r} has none (rollouts without log-probs)")
         if sample.reason == TIMEOUT:
             unscored += 1
         else:
@@ -176,7 +196,7 @@ def build_pairs(
         if drop is None:
             rng = random.Random(f"{seed}:{question_id}")  # str seeds hash stably across processes
             question_pairs = _pairs_for_question(group, max_pairs, truncate_words, rng, prefer_shared_prefix,
-                                                 cut_after_parting, consistent_chosen)
+                                                 cut_after_parting, consistent_chosen, parting_logp_margin)
             pairs.extend(question_pairs)
             if not question_pairs:
                 drop = DROP_NO_DISTINCT_PAIR
@@ -214,6 +234,7 @@ def _drop_reason(group: list[ScoredSample], low: float, high: float) -> str | No
 def _pairs_for_question(
     group: list[ScoredSample], max_pairs: int, truncate_words: int | None, rng: random.Random,
     prefer_shared_prefix: bool = False, cut_after_parting: int | None = None, consistent_chosen: bool = False,
+    parting_logp_margin: float | None = None,
 ) -> list[Pair]:
     # Sorted so that the input order of the samples does not change the result.
     ordered = sorted(group, key=lambda s: (s.sample_index, s.text))
@@ -225,6 +246,7 @@ def _pairs_for_question(
         for c_text, c in correct
         for w_text, w in wrong
         if c_text != w_text and c.value > w.value
+        and (parting_logp_margin is None or likely_parting(c, w, parting_logp_margin))
     ]
     rng.shuffle(candidates)
     if prefer_shared_prefix:  # a stable sort: random order among equal prefixes
@@ -270,6 +292,16 @@ def shared_prefix_words(a: str, b: str) -> int:
             break
         n += 1
     return n
+
+
+def likely_parting(chosen: ScoredSample, rejected: ScoredSample, margin: float) -> bool:
+    """Whether, at the first token where the two sampled chains differ, the rejected chain's token is at most
+    `margin` nats less likely than the chosen chain's (False when neither differs from the other's prefix)."""
+    a, b = chosen.token_ids or (), rejected.token_ids or ()
+    k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    if k is None:
+        return False
+    return rejected.token_logprobs[k] >= chosen.token_logprobs[k] - margin
 
 
 def _cut_after_parting(chosen: str, rejected: str, k: int) -> tuple[str, str]:

@@ -33,8 +33,8 @@ def test_drop_reasons():
     samples = (
         question("all_right", 4, 4)
         + question("all_wrong", 0, 4)
-        + [sample("no_answer", i, False, reason="unparsed") for i in range(4)]
-        + [sample("bad_gold", i, False, reason="gold_error") for i in range(4)]
+        + [sample("no_answer", i, False, reason="unparsed") for i in range(4)]  # noqa: E731
+        + [sample("bad_gold", i, False, reason="gold_error") for i in range(4)]  # noqa: E731
         + [sample("same_text", 0, True, "identical"), sample("same_text", 1, False, "identical")]
     )
     stats = build_pairs(samples, band=(0.0, 1.0)).stats
@@ -208,3 +208,24 @@ def test_a_right_answer_reached_through_a_false_step_is_never_chosen():
     chosen = {p.chosen for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3, consistent_chosen=True).pairs}
     assert chosen == {sound}
     assert {p.chosen for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3).pairs} == {lucky, sound}
+
+
+def test_only_pairs_that_part_on_a_likely_token_when_asked():
+    # Token ids as sampled, with each token's log-prob under the sampling policy. The chains part at token 2.
+    right = ScoredSample("q", 0, "3 x 7 = 21", 1.0, True, token_ids=(5, 6, 7, 2), token_logprobs=(-0.1, -0.2, -0.9, -0.01))
+    slip = ScoredSample("q", 1, "3 x 7 = 29", 0.0, False, token_ids=(5, 6, 8, 2), token_logprobs=(-0.1, -0.2, -3.5, -0.01))
+    mode = ScoredSample("q", 2, "3 x 7 = 24", 0.0, False, token_ids=(5, 6, 9, 2), token_logprobs=(-0.1, -0.2, -0.6, -0.01))
+    samples = [right, slip, mode]
+    kept = build_pairs(samples, band=(0.0, 1.0), max_pairs=3, parting_logp_margin=0.0).pairs
+    assert [p.rejected for p in kept] == ["3 x 7 = 24"]  # -0.6 >= -0.9: the policy preferred the wrong token
+    # A margin of 2.6 nats admits the slip: -3.5 >= -0.9 - 2.6
+    assert len(build_pairs(samples, band=(0.0, 1.0), max_pairs=3, parting_logp_margin=2.6).pairs) == 2
+    assert len(build_pairs(samples, band=(0.0, 1.0), max_pairs=3, parting_logp_margin=2.5).pairs) == 1
+    assert len(build_pairs(samples, band=(0.0, 1.0), max_pairs=3).pairs) == 2  # off: both wrong chains paired
+    with pytest.raises(ValueError, match="log-probs"):  # chains without sampled log-probs cannot be judged
+        build_pairs([sample("q", 0, True), sample("q", 1, False)], parting_logp_margin=0.0)
+    with pytest.raises(ValueError, match="parting_logp_margin"):
+        build_pairs(samples, parting_logp_margin=-1.0)
+    record = {"question_id": "q", "sample_index": 1, "text": "x", "value": 0.0, "correct": False,
+              "token_ids": [5, 6], "token_logprobs": [-0.1, -0.2]}
+    assert ScoredSample.from_record(record).token_ids == (5, 6)

@@ -29,7 +29,8 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
                              truncate_words=config.pairs.truncate_words, seed=config.run.seed * 1000 + round_index,
                              prefer_shared_prefix=config.pairs.prefer_shared_prefix,
                              cut_after_parting=config.pairs.cut_after_parting,
-                             consistent_chosen=config.pairs.consistent_chosen)
+                             consistent_chosen=config.pairs.consistent_chosen,
+                             parting_logp_margin=config.pairs.parting_logp_margin)
         rows = rows_by_id(config, round_index, {p.question_id for p in result.pairs})
         with (io.output / PAIRS_FILE).open("w") as fh:
             for pref in preference_rows(config, result.pairs, records, rows, round_index, sampler):

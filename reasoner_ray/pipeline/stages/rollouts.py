@@ -14,7 +14,12 @@ from reasoner_ray.pipeline.runner import StageCounts, StageFn, StageIO
 def rollout_plan(config: Config, round_index: int) -> GenerationPlan:
     r = config.rollout
     return GenerationPlan.rollouts(r.temperatures, r.samples_per_temperature, r.max_tokens, r.top_p, config.run.seed,
-                                   round_index, r.ignore_eos, logprobs=config.dpo.reuse_sampled_logps)
+                                   round_index, r.ignore_eos, logprobs=keeps_logprobs(config))
+
+
+def keeps_logprobs(config: Config) -> bool:
+    """The rollouts keep each sampled token's log-prob when the reference pass reuses them or the pairs read them."""
+    return config.dpo.reuse_sampled_logps or config.pairs.parting_logp_margin is not None
 
 
 def rollouts_stage(config: Config, model_path: str, round_index: int) -> StageFn:
