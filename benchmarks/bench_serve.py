@@ -9,7 +9,7 @@ time (never both at once: the machine has 2 cores), so other processes' load on 
 alike. Ray's idle processes (GCS, raylet, controller) stay up during vLLM's rounds: about 2-4% of a core. Printed
 per server: errors, p50/p99 latency, requests/s, generated tokens/s (from the responses' usage); then the
 throughput ratio Serve / vLLM (target >= 0.9). Only 127.0.0.1 is contacted. `--out FILE` also writes JSON.
-Serve's ingress is HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1, as the RayService runs it; README "Ingress"); run with
+Serve's ingress is HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1, as the RayService runs it; docs/serving.md); run with
 RAY_SERVE_ENABLE_HA_PROXY=0 to measure Serve's Python proxy actor instead.
 """
 

@@ -3,7 +3,7 @@
 Run:   python jobs/distill.py --config configs/quickstart.yaml [--out <folder>] [teacher.base_url=...] ...
 With a real teacher:  TEACHER_API_KEY=... python jobs/distill.py --config configs/quickstart.yaml \
            teacher.base_url=https://api.openai.com/v1 teacher.model=gpt-4o-2024-05-13 teacher.start_local=false
-Output goes to <run.dir>/distill unless `--out` is given; see README.md (Distillation) for the layout. Exits 1
+Output goes to <run.dir>/distill unless `--out` is given; see docs/distillation.md for the layout. Exits 1
 when more than distill.max_failed_fraction of the rows got no teacher answer, or none was verified.
 """
 

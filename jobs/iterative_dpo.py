@@ -7,7 +7,7 @@ Redo a completed stage and all after:  python jobs/iterative_dpo.py --config ...
 
 Re-running the same command resumes: completed stages (see <run.dir>/manifest.json) are skipped, and a failed
 stage runs again. Ends by printing the results table and the report's path; on failure, one line saying what
-failed and what to do, and a non-zero exit code (README.md (Resuming)).
+failed and what to do, and a non-zero exit code (docs/resuming.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Command-line plumbing shared by the entry scripts in jobs/: `--config FILE` plus `key=value` overrides, and
 `run_job`: the locks of the folders a job writes (pipeline/lock.py), then the driver log in the run directory,
 then the job's body under `run_guarded`: one line per failure on the console, the traceback in the log file (the
-run directory's, or <project tmp>/logs/ for a job without one), the exit code of the failure (README.md
-(Resuming))."""
+run directory's, or <project tmp>/logs/ for a job without one), the exit code of the failure
+(docs/resuming.md)."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ class GpuMemory:
 
 
 def run_job(run_dir: Path, workers: int, overrides: list[str]) -> dict:
-    cmd = [sys.executable, "jobs/iterative_dpo.py", "--config", "configs/quickstart.yaml", f"run.dir={run_dir}",
+    cmd = [sys.executable, "jobs/iterative_dpo.py", "--config", "configs/easy_vqa.yaml", f"run.dir={run_dir}",
            f"train.num_workers={workers}", *TINY, *overrides]
     with GpuMemory() as mem:
         started = time.time()

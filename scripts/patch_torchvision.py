@@ -1,4 +1,4 @@
-"""Make PyPI's torchvision importable beside a CPU-only torch (see README, "Install").
+"""Make PyPI's torchvision importable beside a CPU-only torch (see docs/install.md).
 
 Every torchvision wheel on PyPI for Linux x86_64 is a CUDA build. Beside the CPU torch its native ops do not
 load, and `import torchvision` dies in `_meta_registrations` with

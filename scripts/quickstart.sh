@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's main command: set up the environment (idempotent), then run the main job on the embedded
-# CPU default (tiny Qwen2-VL, easy-VQA, the local stand-in teacher). Extra arguments are config overrides.
+# The README's main command: set up the environment (idempotent), then run the main job on
+# configs/quickstart.yaml (tiny Qwen2-VL, the arithmetic task, the local stand-in teacher). Extra arguments are
+# config overrides.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/env.sh"

@@ -4,7 +4,7 @@ kill like a lost machine (`kill_node`: SIGKILL its raylet and every process unde
 
 Ray 2.60 enables token auth by default. The cluster here is started with RAY_AUTH_MODE=token and a fresh
 random RAY_AUTH_TOKEN (never the user's ~/.ray/auth_token), and `ray job submit` gets the same two variables:
-the same thing a user does against a real cluster (see README, "Ray job authentication").
+the same thing a user does against a real cluster (see docs/install.md).
 """
 
 from __future__ import annotations

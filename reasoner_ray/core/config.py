@@ -23,9 +23,9 @@ class _Section(BaseModel):
 
 
 class RunConfig(_Section):
-    dir: str = "runs/quickstart"  # local path or pyarrow filesystem URI (s3://, gs://)
+    dir: str = "runs/default"  # local path or pyarrow filesystem URI (s3://, gs://)
     seed: int = 0
-    name: str = "quickstart"
+    name: str = "default"
 
 
 class TinyModelConfig(_Section):
@@ -50,7 +50,7 @@ class TinyModelConfig(_Section):
 
 
 class ModelConfig(_Section):
-    # the tiny model's family (model.path unset); README "Models with no hub" lists what each is checked for
+    # the tiny model's family (model.path unset); docs/models.md lists what each is checked for
     family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_next", "gemma3", "idefics3",
                     "internvl"] = "qwen2_vl"
     path: str | None = None  # local HF folder or hub id; None builds the tiny model below

@@ -1,5 +1,5 @@
 """Failures a user can act on. The job prints `str(err)` as one line (what failed, why, what to do), keeps the
-traceback in the run's log file, and exits with `exit_code` (see README.md (Resuming)). Pure: no I/O."""
+traceback in the run's log file, and exits with `exit_code` (see docs/resuming.md). Pure: no I/O."""
 
 from __future__ import annotations
 

@@ -267,7 +267,7 @@ read_textvqa = _document_reader(
 
 def mathvista_row(rec: dict[str, Any], image: Any) -> dict[str, Any]:
     """Multiple choice: the gold is the choice's text (a gold that is none of the choices is no gold). Free form:
-    the `mathvista` type (MathVista's own scorer, with the gold's decimals as its `precision`; README "Reward" says
+    the `mathvista` type (MathVista's own scorer, with the gold's decimals as its `precision`; docs/evaluation.md says
     where that differs from the record's `precision` field). The unit, when there is one, is said in the question."""
     question, answer, choices = rec.get("question"), rec.get("answer"), rec.get("choices")
     tags = [f"mathvista:{rec.get('question_type')}", f"mathvista:{rec.get('answer_type') or 'text'}"]

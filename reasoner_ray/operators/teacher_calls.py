@@ -2,7 +2,7 @@
 pool.
 
 Why not `ray.data.llm`'s HTTP processor: it keeps one request in flight per actor, and a row whose calls keep
-failing fails the whole job (see README.md (Distillation)). The calls go through `endpoint_calls.EndpointCalls` (an
+failing fails the whole job (see docs/distillation.md). The calls go through `endpoint_calls.EndpointCalls` (an
 asyncio loop per actor, a semaphore over the requests in flight, the durable cache). Per row: build the teacher
 messages, get the completion (cache or endpoint), then verify. Every input row comes out as exactly one record
 (see verify.COLUMNS), verified or rejected with a reason.

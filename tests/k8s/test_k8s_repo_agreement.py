@@ -103,7 +103,7 @@ def test_serve_args_are_serve_config_fields(rendered, variant):
 
 
 def test_every_object_carries_its_part_label(rendered):
-    """README.md (Deploy on KubeRay) applies one part at a time with `kubectl apply -k ... -l reasoner-ray/part=...`."""
+    """docs/kuberay.md applies one part at a time with `kubectl apply -k ... -l reasoner-ray/part=...`."""
     wanted = {"ConfigMap": "shared", "PersistentVolumeClaim": "shared", "RayJob": "job", "RayService": "serve"}
     wanted["RayCluster"] = "cluster"
     for variant, objects in rendered.items():

@@ -25,7 +25,7 @@ from reasoner_ray.teacher.launch import LocalTeacher  # noqa: E402
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 ROWS = 40
-JOB = [sys.executable, "jobs/iterative_dpo.py", "--config", "configs/quickstart.yaml"]
+JOB = [sys.executable, "jobs/iterative_dpo.py", "--config", "configs/easy_vqa.yaml"]
 
 
 def _overrides(run_dir: Path, base_url: str, *more: str) -> list[str]:

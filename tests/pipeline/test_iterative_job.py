@@ -35,7 +35,7 @@ TINY = ["data.train.limit=1000", "sft.epochs=1", "rollout.limit=24", "rollout.sa
         "rollout.max_tokens=64", "data.eval.limit=24", "eval.max_tokens=64", "rounds=1", "dpo.global_batch_size=2",
         "dpo.epochs=6",  # a few pairs only, so several steps to kill and resume in
         "train.log_every_steps=1", "pairs.accuracy_band=[0.0,1.0]", "rollout.kv_cache_gib=1", "eval.samples=2"]
-JOB = [sys.executable, "jobs/iterative_dpo.py", "--config", "configs/quickstart.yaml"]
+JOB = [sys.executable, "jobs/iterative_dpo.py", "--config", "configs/easy_vqa.yaml"]
 MULTINODE = ["rollout.num_engines=2"]  # one engine per node: each node has one CPU
 
 
@@ -78,7 +78,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def submitted_run(cluster, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("submitted") / "run"
-    out = submit(cluster, ["python", "jobs/iterative_dpo.py", "--config", "configs/quickstart.yaml",
+    out = submit(cluster, ["python", "jobs/iterative_dpo.py", "--config", "configs/easy_vqa.yaml",
                            f"run.dir={run_dir}", *TINY, *MULTINODE], timeout=1500)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     return run_dir, out.stdout, cluster_state(cluster)

@@ -64,7 +64,7 @@ def test_a_refused_job_writes_nothing_into_the_running_jobs_folder(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         (run / "logs").mkdir(parents=True, exist_ok=True)
         (run / "logs" / "driver.log").write_text("the running job's log\n")
-        for job in (["jobs/iterative_dpo.py", "--config", "configs/quickstart.yaml"], ["jobs/distill.py"]):
+        for job in (["jobs/iterative_dpo.py", "--config", "configs/easy_vqa.yaml"], ["jobs/distill.py"]):
             refused = subprocess.run([sys.executable, *job, f"run.dir={run}"], cwd=root, env=env,
                                      capture_output=True, text=True, timeout=120)
             assert refused.returncode == 3, refused.stderr[-2000:]

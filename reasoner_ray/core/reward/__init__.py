@@ -1,7 +1,7 @@
 """The reward: extract a response's final answer and score it with its answer type's benchmark metric.
 
 Answer types live in a registry filled by `@register("name")`; importing this package registers the built-in
-ones (multiple_choice, yes_no, number, open, anls, math, and the benchmarks' own relaxed and mathvista). README.md (Reward) states each type's rule.
+ones (multiple_choice, yes_no, number, open, anls, math, and the benchmarks' own relaxed and mathvista). docs/evaluation.md states each type's rule.
 """
 
 from reasoner_ray.core.reward import choice, math_answer, numeric, reference_rules, text  # noqa: F401  (they register)

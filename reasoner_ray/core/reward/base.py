@@ -27,7 +27,7 @@ class GoldAnswerError(ValueError):
 class Score:
     """One response scored against its gold answer(s).
 
-    value: the benchmark metric in [0, 1]. correct: whether the answer counts as right (see README.md (Reward);
+    value: the benchmark metric in [0, 1]. correct: whether the answer counts as right (see docs/evaluation.md;
     for graded metrics this is stricter than value > 0). parsed: the extracted final answer, None when there is
     none. reason: why the score is 0 besides being wrong (UNPARSED, NOT_AN_OPTION, ...), else None.
     """
