@@ -109,12 +109,12 @@ def run_ours(model_path, pairs, batch, lr, overrides, sampled):
     from reasoner_ray.train.data import preference_examples
     from reasoner_ray.train.model_setup import make_optimizer
     from reasoner_ray.train.reference import reference_logps
-    from reasoner_ray.train.steps import STAGES, dpo_pair_layout
+    from reasoner_ray.train.steps import RECIPES, dpo_pair_layout
 
     config = build_config({}, ["dpo.beta=0.1", "train.max_length=1024", f"dpo.reuse_sampled_logps={sampled}",
                                *overrides])
     model, processor = load_model_and_processor(model_path)
-    encoder = STAGES["dpo"].encoder(processor, config)
+    encoder = RECIPES["dpo"].encoder(processor, config)
     examples = preference_examples(pairs)
     start = time.perf_counter()
     logps = reference_logps(model, encoder, examples, 16, config.train.max_length, dpo_pair_layout(config, model))
@@ -127,8 +127,8 @@ def run_ours(model_path, pairs, batch, lr, overrides, sampled):
     optimizer = make_optimizer(model, lr, None, 0.0)  # the training loop's (fused) AdamW; TRL's default is fused too
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(0)).tolist()
     for s in range(0, len(order), batch):
-        chunk = STAGES["dpo"].collate(encoder, [examples[i] for i in order[s:s + batch]], config.train.max_length)
-        loss, _ = STAGES["dpo"].loss(model, chunk, encoder, config)
+        chunk = RECIPES["dpo"].collate(encoder, [examples[i] for i in order[s:s + batch]], config.train.max_length)
+        loss, _ = RECIPES["dpo"].loss(model, chunk, encoder, config)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

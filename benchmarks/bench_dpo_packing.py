@@ -45,16 +45,16 @@ def main(argv=None) -> int:
     from reasoner_ray.models.loading import load_model_and_processor
     from reasoner_ray.train.data import preference_examples
     from reasoner_ray.train.logprobs import pair_logps
-    from reasoner_ray.train.steps import STAGES
+    from reasoner_ray.train.steps import RECIPES
 
     torch.set_num_threads(args.threads)
     model_path, pairs = build_inputs(args.pairs)
     config = build_config({}, ["train.max_length=1024", "dpo.reuse_sampled_logps=true"])
     model, processor = load_model_and_processor(model_path)
     model.train()
-    encoder = STAGES["dpo"].encoder(processor, config)
+    encoder = RECIPES["dpo"].encoder(processor, config)
     examples = preference_examples(pairs)
-    batches = [STAGES["dpo"].collate(encoder, examples[s:s + args.batch], config.train.max_length)
+    batches = [RECIPES["dpo"].collate(encoder, examples[s:s + args.batch], config.train.max_length)
                for s in range(0, len(examples), args.batch)]
 
     counts = {k: sum(pad_counts(b)[k] for b in batches) for k in ("real", "shared", "trl", "trl_real")}

@@ -24,11 +24,12 @@ def main(argv: list[str] | None = None) -> int:
 def _run(config) -> int:
     from reasoner_ray.pipeline.ablation import ablation_table, run_ablation
     from reasoner_ray.ray_utils import init_ray
+    from reasoner_ray.storage import write_atomic
 
     init_ray()
     table = ablation_table(run_ablation(config))
     out = Path(config.run.dir) / "ablation" / "ablation.md"
-    out.write_text(f"# SFT data ablation: {config.run.name}\n\n{table}\n")
+    write_atomic(out, f"# SFT data ablation: {config.run.name}\n\n{table}\n")
     print("\n" + table + f"\n\nwritten to {out}")
     return 0
 

@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
 
     config, args = parse_job_args(argv, __doc__, add_arguments)
     out = args.out or os.path.join(config.run.dir, "distill")
-    return run_job(lambda: _run(config, out), locks=output_locks(config, out))
+    # Without --out the folder is the run directory's distill stage: its log goes with the run's
+    return run_job(lambda: _run(config, out), run_dir=None if args.out else config.run.dir,
+                   locks=output_locks(config, out))
 
 
 def _run(config, out_dir: str) -> int:

@@ -28,11 +28,12 @@ def main(argv: list[str] | None = None) -> int:
 def _run(config, seeds: list[int]) -> int:
     from reasoner_ray.pipeline.seeds import run_seeds, seed_table
     from reasoner_ray.ray_utils import init_ray
+    from reasoner_ray.storage import write_atomic
 
     init_ray()
     table = seed_table(run_seeds(config, seeds), config.rounds)
     out = Path(config.run.dir) / "seeds.md"
-    out.write_text(f"# {config.run.name}: seeds {', '.join(map(str, seeds))}\n\n{table}\n")
+    write_atomic(out, f"# {config.run.name}: seeds {', '.join(map(str, seeds))}\n\n{table}\n")
     print("\n" + table + f"\n\nwritten to {out}")
     return 0
 

@@ -148,10 +148,11 @@ def output_locks(config: Config, out: str) -> list[str]:
     from pathlib import Path
 
     from reasoner_ray.core.rundir import stage_of_folder
-    from reasoner_ray.storage import RunDir
 
     locks = [out]
-    root, target = RunDir(config.run.dir).root, Path(out).resolve()
+    if "://" in config.run.dir:  # a remote run directory: no local folder lies in it
+        return locks
+    root, target = Path(config.run.dir).resolve(), Path(out).resolve()
     if target.is_relative_to(root):
         parts = target.relative_to(root).parts
         if any(stage_of_folder("/".join(parts[:i])) for i in range(1, len(parts) + 1)):

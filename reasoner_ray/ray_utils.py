@@ -135,7 +135,9 @@ def link_session_logs(folder: str) -> str | None:
         return None
     link = os.path.join(folder, "ray")
     os.makedirs(folder, exist_ok=True)
-    if os.path.islink(link) or os.path.exists(link):
+    if os.path.islink(link):
         os.remove(link)
+    elif os.path.exists(link):  # not ours to replace
+        return None
     os.symlink(target, link)
     return link

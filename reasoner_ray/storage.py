@@ -119,7 +119,8 @@ class RunDir:
         from reasoner_ray.core.rundir import stage_of_folder
 
         found = []
-        for folder in sorted(p for p in self.root.rglob("*") if p.is_dir() and (p / "work").is_dir()):
+        depths = ("*", "*/*", "*/*/*")  # distill/, eval/sft/ (older runs), rounds/r1/dpo/: never inside a stage
+        for folder in sorted(p for d in depths for p in self.root.glob(d) if p.is_dir() and (p / "work").is_dir()):
             stage = stage_of_folder(folder.relative_to(self.root).as_posix())
             if stage is not None:
                 found.append(stage)

@@ -156,7 +156,7 @@ class TrainConfig(_Section):
     keep_checkpoints: int = 2
     max_failures: int = 2  # worker deaths Ray Train recovers from (resuming from the latest checkpoint)
     max_length: int = 512  # prompt + response tokens; a prompt that does not fit is filtered and counted
-    log_every_steps: int = 5  # console lines and reports to the Ray Train controller
+    log_every_steps: int = 5  # how often workers report metrics (metrics.jsonl, the tracker); the console shows ~10 lines
     tracker: Literal["tensorboard", "none"] = "tensorboard"
     lora_rank: int = 0  # > 0: train a LoRA adapter (peft) and merge it on export; 0: full fine-tuning
     lora_alpha: int = 16

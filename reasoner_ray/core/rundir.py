@@ -28,11 +28,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 ROUND_STAGES = ("rollouts", "rewards", "pairs", "reference", "dpo", "eval", "diagnose", "verifier", "verify")
-RUN_STAGES = ("distill", "sft", "report")
 _FOLDERS = {"distill": "distill", "sft": "sft", "report": "report"}
 # Stages an older version of the project named otherwise: old name -> (new name, old folder). A run directory
 # written by it is moved to the new names when opened (storage.RunDir.migrate), so it resumes.
-RENAMED = {"eval_sft": ("r0/eval", "eval/sft")}
+RENAMED = {"eval_sft": ("r0/eval", "eval/sft"), "diagnose_sft": ("r0/diagnose", "eval/sft-diagnosis")}
 
 
 def round_stage(round_index: int, name: str) -> str:

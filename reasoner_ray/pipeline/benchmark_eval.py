@@ -145,8 +145,10 @@ def evaluate_benchmarks(config: Config, backend, out_dir: Path, reference: str |
     if verifiers:
         table += f"\n\nThe model as a verifier of {config.eval.samples} sampled CoT chains (accuracy, %):\n\n{verifiers}"
     write_atomic(out_dir / "table.md", f"# Evaluation of {backend.name}\n\n{table}\n")
-    with (out_dir / "replies.jsonl").open("w") as fh:
+    partial = out_dir / ".replies.jsonl.partial"  # renamed when whole, as the other files are written
+    with partial.open("w") as fh:
         replies = sum(export_replies(out_dir / name, name, fh) for name in results)
+    partial.replace(out_dir / "replies.jsonl")
     tokens = Counter()
     for res in results.values():
         tokens.update(res.tokens)

@@ -117,8 +117,8 @@ def sampled_logps(encoder, example: dict, row: PreferenceRow, max_length: int) -
         sampled = getattr(row, f"{side}_sampled")
         if sampled is None or sampled.prompt_tokens not in (None, example["prompt_length"]):
             return None
-        # the same token ids, not only as many: the engine renders prompts through the tokenizer, training through
-        # the processor (rollouts without a digest are checked by length alone)
+        # the same token ids, not only as many: an engine and a trainer that rendered or processed the prompt
+        # differently would score other tokens (rollouts without a digest are checked by length alone)
         if sampled.prompt_digest is not None and sampled.prompt_digest != example.get("prompt_digest"):
             return None
         ids = encoder.completion_ids(example["messages"], example[side], end_turn=not example[f"{side}_truncated"])

@@ -25,6 +25,8 @@ from typing import Any
 
 from ray.train import UserCallback
 
+from reasoner_ray.storage import write_atomic
+
 log = logging.getLogger("reasoner_ray.train")
 
 PROGRESS_LINES = 10  # a long training stage says where it is this many times (plus its first and last step)
@@ -34,7 +36,14 @@ RESUMES = "resumes.jsonl"  # one line per resumed worker group: the checkpoint's
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    """The file's rows; a line that does not parse (one being appended as it is read) is left out."""
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 class RunLogger(UserCallback):
@@ -55,7 +64,7 @@ class RunLogger(UserCallback):
         for name in HISTORY_FILES:
             path = Path(self.out_dir) / name
             kept = [r for r in _read_jsonl(path) if r["step"] < step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
         log.warning("[%s] resumed: steps from %d are trained again", self.recipe, step)
         self._last_step = step - 1
 
@@ -90,8 +99,8 @@ class RunLogger(UserCallback):
         for entry in report.get("history", []):
             self.write_step(dict(entry))
         if checkpoint is not None:
-            (Path(self.out_dir) / "latest_checkpoint.json").write_text(
-                json.dumps({"path": checkpoint.path, "step": report.get("step")}))
+            write_atomic(Path(self.out_dir) / "latest_checkpoint.json",
+                         json.dumps({"path": checkpoint.path, "step": report.get("step")}))
 
 
 def progress_line(recipe: str, entry: dict[str, Any], total: int) -> str:

@@ -67,8 +67,9 @@ def test_forget_from_drops_the_stage_and_everything_completed_after_it():
 
 
 def test_a_run_directory_of_an_older_version_is_moved_to_the_new_stage_names(tmp_path):
-    """The SFT evaluation was the stage `eval_sft` in the folder eval/sft: opened now, the run directory names it
-    r0/eval in rounds/r0/eval, keeps its record and output, and resumes."""
+    """The SFT evaluation was the stage `eval_sft` in the folder eval/sft (its diagnosis `diagnose_sft` in
+    eval/sft-diagnosis): opened now, the run directory names them r0/eval and r0/diagnose in rounds/r0/, keeps their
+    records and outputs, and resumes."""
     import json
 
     from reasoner_ray.storage import RunDir
@@ -76,13 +77,15 @@ def test_a_run_directory_of_an_older_version_is_moved_to_the_new_stage_names(tmp
     run = tmp_path / "run"
     (run / "eval" / "sft" / "output").mkdir(parents=True)
     (run / "eval" / "sft" / "output" / "summary.json").write_text("{}")
+    (run / "eval" / "sft-diagnosis" / "output").mkdir(parents=True)
     m = Manifest()
-    for name in ("distill", "sft", "eval_sft", "r1/rollouts"):
+    for name in ("distill", "sft", "eval_sft", "diagnose_sft", "r1/rollouts"):
         m.record(name, 1, 1, 0.1, config={"k": name})
     (run / "manifest.json").write_text(m.model_dump_json())
     opened = RunDir(str(run)).load_manifest()
-    assert list(opened.stages) == ["distill", "sft", "r0/eval", "r1/rollouts"]  # order kept: --redo still works
+    assert list(opened.stages) == ["distill", "sft", "r0/eval", "r0/diagnose", "r1/rollouts"]  # order kept: --redo works
     assert opened.stages["r0/eval"].config == {"k": "eval_sft"}
     assert (run / "rounds" / "r0" / "eval" / "output" / "summary.json").is_file() and not (run / "eval" / "sft").exists()
+    assert (run / "rounds" / "r0" / "diagnose" / "output").is_dir() and not (run / "eval" / "sft-diagnosis").exists()
     assert list(json.loads((run / "manifest.json").read_text())["stages"]) == list(opened.stages)
     assert list(RunDir(str(run)).load_manifest().stages) == list(opened.stages)  # opening again changes nothing

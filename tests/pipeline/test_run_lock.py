@@ -84,3 +84,4 @@ def test_output_locks_include_the_run_directory_for_its_stage_folders(tmp_path):
     assert output_locks(config, str(tmp_path / "run" / "rounds" / "r1" / "dpo" / "mine")) == \
         [str(tmp_path / "run"), str(tmp_path / "run" / "rounds" / "r1" / "dpo" / "mine")]
     assert output_locks(config, str(tmp_path / "elsewhere")) == [str(tmp_path / "elsewhere")]
+    assert not (tmp_path / "run").exists()  # asking what to lock creates nothing

@@ -214,3 +214,21 @@ def test_every_family_has_one_entry_in_each_registry():
 
     families = set(get_args(ModelConfig.model_fields["family"].annotation))
     assert families == set(FAMILIES) == set(IMAGE_SLOTS) == set(IMAGE_TOKENS) == set(PROJECTORS)
+
+
+def test_progress_lines_skip_a_metrics_line_still_being_written(tmp_path, caplog):
+    """The trainer appends to metrics.jsonl while the driver's progress thread reads it: a half-written last line
+    is left for the next poll, not a crash of the thread."""
+    import logging
+
+    from reasoner_ray.train.tracking import ProgressLines
+
+    lines = ProgressLines(str(tmp_path), "dpo", total_steps=2)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 0.69}\n{"step": 2, "lo')
+    with caplog.at_level(logging.INFO, logger="reasoner_ray"):
+        lines.poll()
+        assert lines.shown == 1
+        (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 0.69}\n{"step": 2, "loss": 0.5}\n')
+        lines.poll()
+    assert lines.shown == 2
+    assert [r.getMessage().split()[2] for r in caplog.records if "[dpo] step" in r.getMessage()] == ["1/2", "2/2"]

@@ -24,6 +24,10 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
 
     def run(io: StageIO) -> StageCounts:
         records = scored_chains(rewards_dir)
+        if config.pairs.parting_logp_margin is not None and records and records[0].get("token_logprobs") is None:
+            raise ValueError(f"pairs.parting_logp_margin needs the sampled log-probs, which round {round_index}'s "
+                             f"rollouts did not keep (they were sampled before the option was set): rerun with "
+                             f"--redo r{round_index}/rollouts")
         result = build_pairs((ScoredSample.from_record(r) for r in records), band=tuple(config.pairs.accuracy_band),
                              max_pairs=config.pairs.max_pairs_per_question,
                              truncate_words=config.pairs.truncate_words, seed=config.run.seed * 1000 + round_index,
