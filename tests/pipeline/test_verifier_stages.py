@@ -82,7 +82,7 @@ def test_the_separate_verifier_and_the_verify_stage(config, tiny_qwen2_vl, ray_l
     verified = verify_stage(config, tiny_qwen2_vl, tiny_qwen2_vl, 1, tiny_qwen2_vl,
                             str(trained.output / "model"))(io)
     assert verified.inputs == 5 and verified.outputs == 20
-    assert verified.extra["test_generated_in"] == verified.extra["validation_generated_in"] == "r1/eval"
+    assert verified.extra["generated_in"] == verified.extra["validation_generated_in"] == "r1/eval"
     summary = json.loads((io.output / "summary.json").read_text())
     methods = set(summary["summary"]["all"])
     for form in ("policy", "verifier"):

@@ -56,11 +56,14 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int, 
 
         extra: dict = {}
         records: dict[str, list[dict]] = {}
-        n_questions = {}
+        n_questions, unscored = {}, {}
         for name, source in question_sets(config).items():
             n_questions[name], records[name], generated = _sample_and_score(config, io, policy, source, name,
                                                                             round_index)
-            extra.update({f"{name}_{k}": v for k, v in generated.items()})
+            unscored[name] = generated.pop("unscored")
+            # the evaluation set's keys as every generating stage records them (`generated_in`: adopted from the
+            # evaluation's pass); the validation set's prefixed
+            extra.update(generated if name == "test" else {f"{name}_{k}": v for k, v in generated.items()})
         forms = {"policy": (policy, reference, config.dpo.beta)}
         if verifier_model is not None:
             forms["verifier"] = (verifier_model, sft or reference, config.verifier.beta)
@@ -80,7 +83,6 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int, 
         log.info("verify r%d: majority %.1f, oracle %.1f, best on validation %s: %s", round_index,
                  100 * top["majority"]["accuracy"], 100 * top["oracle"]["accuracy"], best,
                  f"{100 * top[best]['accuracy']:.1f}" if best in top else "-")
-        unscored = {name: extra.pop(f"{name}_unscored") for name in records}
         return StageCounts(n_questions["test"], len(chains["test"]),
                            {"summary": top, "auroc": aurocs, "selection": selection, "unscored_chains": unscored,
                             **extra})
