@@ -70,7 +70,7 @@ def requests_per_s(log_path: Path, start_line: int) -> tuple[int, float]:
 
 
 def run_once(base_url: str, rows: int, concurrency: int, actors: int, work: Path, log_path: Path, teacher_pid: int) -> dict:
-    from reasoner_ray.distill import run_distillation
+    from reasoner_ray.pipeline.distillation import run_distillation
 
     cfg = build_config({}, [f"teacher.base_url={base_url}", f"teacher.concurrency={concurrency}", "teacher.start_local=false",
                             f"data.train.limit={rows}", f"distill.cache_dir={work / f'cache-{rows}'}", f"run.dir={work}",

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(config, out_dir: str) -> int:
-    from reasoner_ray.distill import check_outcome, run_distillation
+    from reasoner_ray.pipeline.distillation import check_outcome, run_distillation
 
     result = run_distillation(config, out_dir)
     print(f"input {result.input_rows}  verified {result.verified}  rejected {result.rejected} "

@@ -12,11 +12,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a job's working dir without install
 
-from reasoner_ray.cli import parse_job_args, run_job, setup_logging  # noqa: E402
+from reasoner_ray.cli import int_or_override, parse_job_args, run_job, setup_logging  # noqa: E402
 
 
 def _arguments(parser) -> None:
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run.seed of each run (default 0 1 2)")
+    parser.add_argument("--seeds", type=int_or_override, nargs="+", default=[0, 1, 2],
+                        help="run.seed of each run (default 0 1 2)")
 
 
 def main(argv: list[str] | None = None) -> int:

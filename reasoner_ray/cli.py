@@ -15,10 +15,9 @@ from collections.abc import Callable, Sequence
 
 from reasoner_ray.core.config import Config, ConfigError, load_config
 from reasoner_ray.core.errors import JobError, one_line, root_cause
+from reasoner_ray.job_log import failure_log as _failure_log
 
 INTERRUPTED = 130  # the shell's code for a job stopped by Ctrl-C
-_failure_log = logging.getLogger("reasoner_ray.failure")  # the log file only (see log_to_file)
-_failure_log.propagate = False
 
 
 def summary(doc: str | None) -> str:
@@ -35,10 +34,24 @@ def parse_job_args(argv: list[str] | None, doc: str | None,
         add_arguments(parser)
     parser.add_argument("overrides", nargs="*", help="dotted config overrides (key=value), e.g. run.dir=runs/try1")
     args = parser.parse_intermixed_args(argv)  # flags before, between or after the overrides
+    # a list-valued flag (`--seeds 0 1 2`) also takes the overrides written after it: they go back where they belong
+    for name, value in vars(args).items():
+        if name != "overrides" and isinstance(value, list):
+            setattr(args, name, [v for v in value if not _is_override(v)])
+            args.overrides += [v for v in value if _is_override(v)]
     try:
         return load_config(args.config, args.overrides), args
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
+
+
+def _is_override(value) -> bool:
+    return isinstance(value, str) and "=" in value
+
+
+def int_or_override(value: str) -> int | str:
+    """The `type` of a list-valued int flag: an int, or a key=value override it took by mistake (parse_job_args)."""
+    return value if "=" in value else int(value)
 
 
 def parse_config(argv: list[str] | None, doc: str | None) -> Config:
@@ -56,6 +69,17 @@ class _ProjectLines(logging.Filter):
 PROJECT_LOGGERS = ("reasoner_ray", "serve")  # the package's and the endpoint's loggers (jobs log as reasoner_ray.jobs.*)
 
 
+class _ThroughTheRoot(logging.Filter):
+    """For a library logger that prints with a stream handler of its own and does not propagate (DeepSpeed's):
+    its records go through the root's handlers instead (the console's rule, the log file)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for handler in logging.getLogger().handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+        return False
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """The project's lines to stdout; Python warnings become log records (the log file keeps them)."""
     handler = logging.StreamHandler(sys.stdout)
@@ -65,6 +89,10 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
     root.handlers = [h for h in root.handlers if not isinstance(h, logging.StreamHandler)] + [handler]
     logging.captureWarnings(True)
+    # created now, configured by DeepSpeed when it is imported: a logger's filters outlive that
+    deepspeed = logging.getLogger("DeepSpeed")
+    if not any(isinstance(f, _ThroughTheRoot) for f in deepspeed.filters):
+        deepspeed.addFilter(_ThroughTheRoot())
 
 
 def driver_log_path(run_dir: str) -> str:
@@ -96,14 +124,6 @@ def log_to_file(path: str) -> None:
     _native_stderr_to(os.path.join(folder, "native.log"))
     logging.getLogger("reasoner_ray").info("logs: %s (driver.log; Ray, vLLM and DeepSpeed: %s)", folder,
                                            os.path.join(folder, "ray"))
-
-
-def log_folder() -> str | None:
-    """The folder of this job's log file (log_to_file), if it has one."""
-    import os
-
-    path = getattr(_failure_log.handlers[0], "baseFilename", None) if _failure_log.handlers else None
-    return os.path.dirname(path) if path else None
 
 
 def _native_stderr_to(path: str) -> None:

@@ -111,7 +111,7 @@ def _ray_logs_through_the_job() -> None:
 
 def _link_into_job_logs() -> None:
     """The session's logs linked into the job's log folder."""
-    from reasoner_ray.cli import log_folder
+    from reasoner_ray.job_log import log_folder
 
     folder = log_folder()
     if folder is not None:

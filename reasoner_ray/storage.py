@@ -9,6 +9,7 @@ For a plain local path the mirror *is* the run directory and nothing is copied.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reasoner_ray.core.rundir import Manifest, stage_dir
+from reasoner_ray.paths import project_dirs
 
 MANIFEST = "manifest.json"
 
@@ -26,27 +28,32 @@ def _is_uri(location: str) -> bool:
     return "://" in location
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write via a temp file + fsync + rename, so a SIGKILL leaves either the old or the new file."""
+def write_atomic(path: Path, data: str | bytes, tmp_prefix: str | None = None) -> None:
+    """Write via a temp file + fsync + rename, so a SIGKILL leaves either the old or the new file (and a failed
+    write no temp file). `tmp_prefix` names the temp file for a folder whose reader skips or sweeps such files."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, mode) as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix or f".{path.name}.")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class RunDir:
-    def __init__(self, location: str, mirror_root: str | Path = ".tmp/run-mirrors"):
+    def __init__(self, location: str, mirror_root: str | Path | None = None):
         self.location = location
         if _is_uri(location):
             from pyarrow import fs
 
             self.fs, self.remote_root = fs.FileSystem.from_uri(location)
             key = hashlib.sha256(location.encode()).hexdigest()[:12]
-            self.root = Path(mirror_root).resolve() / key
+            self.root = Path(mirror_root or Path(project_dirs()["tmp"]) / "run-mirrors").resolve() / key
         else:
             self.fs, self.remote_root = None, None
             self.root = Path(location).resolve()
@@ -83,6 +90,8 @@ class RunDir:
             if source.is_dir() and not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(source, target)
+                with contextlib.suppress(OSError):  # the old parent (eval/), once nothing else is in it
+                    source.parent.rmdir()
             if self.fs is not None:
                 self._push(stage_dir(new))
                 self.fs.delete_dir_contents(self._remote(old_folder), missing_dir_ok=True)

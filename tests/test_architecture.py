@@ -1,5 +1,6 @@
 """The house drawn from the imports: no module of reasoner_ray or serve imports, directly or through others, a
-module that imports it back (lazy imports inside functions included), and the core imports nothing outside it."""
+module that imports it back (lazy imports inside functions included), no package does either, and the core imports
+nothing outside it."""
 
 from __future__ import annotations
 
@@ -71,6 +72,21 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_circle():
     assert _cycles(_imports(_modules())) == []
+
+
+def _package(module: str) -> str:
+    """A module's package: reasoner_ray.<package> (a top-level module is its own), or serve."""
+    parts = module.split(".")
+    return "serve" if parts[0] == "serve" else ".".join(parts[:2])
+
+
+def test_no_import_circle_between_packages():
+    # the house as docs/architecture.md draws it: packages, each importing only those listed beside it
+    packages: dict[str, set[str]] = {}
+    for module, imported in _imports(_modules()).items():
+        own = _package(module)
+        packages.setdefault(own, set()).update(_package(m) for m in imported if _package(m) != own)
+    assert _cycles({p: {w for w in ws if w in packages} for p, ws in packages.items()}) == []
 
 
 def test_the_detector_sees_a_circle():

@@ -128,7 +128,7 @@ class DistillConfig(_Section):
     enabled: bool = True
     cache_dir: str | None = None  # None: <run dir>/cache/teacher; a path every node sees, or a URI (s3://, gs://)
     num_actors: int = 1  # teacher-call actors; teacher.concurrency and the rate limits are split over them
-    batch_size: int = 16  # rows per actor call; several calls run at once per actor (see distill/pipeline.py)
+    batch_size: int = 16  # rows per actor call; several calls run at once per actor (see pipeline/distillation.py)
     actor_num_cpus: float = 0.25  # the actors mostly wait on the network; 1 CPU each would starve a small node
     progress_every_s: float = 5.0
     ray_progress_bars: bool = False

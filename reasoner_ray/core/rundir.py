@@ -80,7 +80,12 @@ class Manifest(BaseModel):
         return [(old, *RENAMED[old]) for old in self.stages if old in RENAMED]
 
     def rename(self, old: str, new: str) -> None:
+        """The stage `old` recorded as `new`, where it sits in the order, and named so where other records name it
+        (the stage whose pass generated a later stage's replies: `generated_in`)."""
         self.stages = {new if name == old else name: rec for name, rec in self.stages.items()}
+        for rec in self.stages.values():
+            if rec.extra.get("generated_in") == old:
+                rec.extra["generated_in"] = new
 
     def done(self, stage: str) -> bool:
         return stage in self.stages

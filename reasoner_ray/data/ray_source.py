@@ -36,7 +36,7 @@ from reasoner_ray.data.readers import (
     log_rejected,
 )
 
-_LIGHT_TASK = {"num_cpus": 0.25}  # cheap work; leaves CPUs for the actors of later stages on a 2-CPU node
+_LIGHT_TASK = {"num_cpus": 0.25}  # cheap work; leaves CPUs for the actors of later operators on a 2-CPU node
 WINDOW = 4096  # records per round trip when no limit bounds the read
 _RECORDS_PER_BLOCK = 256  # a few tasks per window, not one per record
 COLUMNS = ("id", "row", "reject_reason", "detail")

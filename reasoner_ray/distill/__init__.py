@@ -1,18 +1,6 @@
-"""Teacher CoT distillation: stream rows through an OpenAI-compatible teacher, verify, write SFT data.
+"""Teacher CoT distillation's parts: the endpoint client, its limits and durable cache, the request key the
+stand-in teacher shares, verification of a rationale against the gold, the output writer and the preflight call.
 
-Entry point: `run_distillation(config, out_dir) -> DistillResult` (pipeline.py), then `check_outcome(result,
-max_failed_fraction)` raises when the result is not usable; script: jobs/distill.py.
-Imported lazily, so the stand-in teacher can use `request_key` without loading the client stack.
+The run that streams rows through them (Ray Data, the local teacher) is `reasoner_ray.pipeline.distillation`
+(`run_distillation`, `check_outcome`); script: jobs/distill.py.
 """
-
-from typing import Any
-
-__all__ = ["DistillResult", "check_outcome", "run_distillation"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from reasoner_ray.distill import pipeline
-
-        return getattr(pipeline, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from reasoner_ray.storage import write_atomic
 
 _TMP_PREFIX = ".partial-"
 
@@ -58,16 +59,7 @@ class ResponseCache:
             return
         final = self.path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=final.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh, ensure_ascii=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(final, json.dumps(record, ensure_ascii=False), tmp_prefix=_TMP_PREFIX)
         dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # make the rename itself durable

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from reasoner_ray.core.rows import RejectedRow
+from reasoner_ray.storage import write_atomic
 
 
 @dataclass
@@ -115,9 +116,7 @@ class OutputWriter:
             os.replace(path.with_name(path.name + ".partial"), path)
             paths[str(path.relative_to(self.out))] = str(path)
         summary_path = self.out / "summary.json"
-        tmp = summary_path.with_name("summary.json.partial")
-        tmp.write_text(json.dumps({**summary, "files": sorted(paths)}, indent=2))
-        os.replace(tmp, summary_path)
+        write_atomic(summary_path, json.dumps({**summary, "files": sorted(paths)}, indent=2))
         paths["summary.json"] = str(summary_path)
         return paths
 

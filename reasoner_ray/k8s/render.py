@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from reasoner_ray.paths import PROJECT_ROOT as REPO_ROOT
 VARIANTS = ("laptop", "gpu")  # folders under k8s/overlays/
 
 

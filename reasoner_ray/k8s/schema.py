@@ -25,6 +25,8 @@ from typing import Any
 import yaml
 from jsonschema import Draft7Validator
 
+from reasoner_ray.paths import PROJECT_ROOT
+
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are 3 MB of YAML: the C loader is 10x faster
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 CRD_FILES = {
@@ -32,7 +34,7 @@ CRD_FILES = {
     "RayJob": "ray.io_rayjobs.yaml",
     "RayService": "ray.io_rayservices.yaml",
 }
-PINNED_CRD_DIR = Path(__file__).resolve().parents[2] / "k8s" / "crds"
+PINNED_CRD_DIR = PROJECT_ROOT / "k8s" / "crds"
 
 
 def crd_dir() -> Path:

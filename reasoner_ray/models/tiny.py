@@ -320,6 +320,7 @@ def build_tiny_model(family: str, size: TinyModelConfig, seed: int, out_dir: str
     """Build and save a tiny VLM (model + processor + tokenizer) into out_dir."""
     import torch
     from transformers import GenerationConfig
+    from transformers.utils import logging as hf_logging
 
     from reasoner_ray.models.export import write_vllm_layout
     from reasoner_ray.models.tokenizer import train_tokenizer
@@ -338,8 +339,14 @@ def build_tiny_model(family: str, size: TinyModelConfig, seed: int, out_dir: str
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None
     )
     out = Path(out_dir)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Writing model shards" for one small shard says nothing
+    try:
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     write_vllm_layout(out)
     return out
 

@@ -40,7 +40,7 @@ class EndpointGenerationActor(EndpointCalls):
         plan = self.plan
         for row in rows:
             image = {"type": "image_url", "image_url": {"url": to_data_url(row.image)}}
-            offset = 0  # sample indices run on across passes, as in the vLLM stage
+            offset = 0  # sample indices run on across passes, as in the vLLM operator
             for style, temperature, n in plan.passes:
                 messages = prompt_messages(row, style, image)
                 for i in range(n):

@@ -27,6 +27,7 @@ from reasoner_ray.core.prompts import (
     user_message,
 )
 from reasoner_ray.core.rows import PreferenceRow, VQARow
+from reasoner_ray.storage import write_atomic
 
 
 class RowFileError(ValueError):
@@ -114,19 +115,20 @@ def write_rows(rows, path: str | Path) -> None:
     """JSONL (or Parquet by suffix) of row models, images kept by reference; written whole or not at all (a temp
     file renamed into place)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     if path.suffix == ".parquet":
+        import io
+
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         # An empty mapping (a pair's `sampling` when nothing sampled it) has no Parquet type: left out, it reads back
         # as its default
         records = [{k: v for k, v in r.to_record().items() if v != {}} for r in rows]
-        pq.write_table(pa.Table.from_pylist(records), tmp)
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(records), buffer)
+        write_atomic(path, buffer.getvalue())
     else:
-        tmp.write_text("".join(json.dumps(_json_safe(r).model_dump(mode="json")) + "\n" for r in rows))
-    tmp.replace(path)
+        write_atomic(path, "".join(json.dumps(_json_safe(r).model_dump(mode="json")) + "\n" for r in rows))
 
 
 def _json_safe(row):

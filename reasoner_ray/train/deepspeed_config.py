@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from reasoner_ray.core.config import TrainConfig
+from reasoner_ray.models.loading import resolve_dtype
 
 
 def micro_batch_size(train: TrainConfig, global_batch_size: int, world_size: int) -> int:
@@ -47,7 +48,8 @@ def deepspeed_config(train: TrainConfig, global_batch_size: int, world_size: int
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,
-        "bf16": {"enabled": bool(use_gpu) and dtype in ("auto", "bfloat16")},
+        # the model's dtype rule on a GPU; on CPU the trainer computes in float32 whatever the config says
+        "bf16": {"enabled": bool(use_gpu) and resolve_dtype(dtype, cuda=True) == "bfloat16"},
         "fp16": {"enabled": False},
         "scheduler": {
             "type": "WarmupCosineLR",

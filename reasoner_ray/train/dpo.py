@@ -21,8 +21,7 @@ from reasoner_ray.train.loop import TrainResult
 
 
 def run_dpo(config: Config, policy_path: str, pairs_path: str, out_dir: str) -> TrainResult:
-    from transformers import AutoProcessor
-
+    from reasoner_ray.models.chat import load_processor
     from reasoner_ray.train.collate import fit_filter
     from reasoner_ray.train.data import preference_examples, read_rows
     from reasoner_ray.train.reference import compute_reference_logps
@@ -36,6 +35,6 @@ def run_dpo(config: Config, policy_path: str, pairs_path: str, out_dir: str) -> 
         counts.update({f"reference_{k}": v for k, v in compute_reference_logps(config, policy_path, pairs_path, with_ref).items()})
         rows = read_rows(with_ref, PreferenceRow)
     counts["pairs"] = len(rows)
-    encoder = pair_encoder(AutoProcessor.from_pretrained(policy_path), config)
+    encoder = pair_encoder(load_processor(policy_path), config)
     examples = fit_filter(encoder, preference_examples(rows), config.train.max_length, counts)
     return run_training(config, "dpo", policy_path, examples, out_dir, counts)

@@ -49,8 +49,7 @@ def sft_rows(config: Config, rows_path: str | None, counts: Counter) -> list[VQA
 
 
 def run_sft(config: Config, model_path: str, train_rows_path: str | None, out_dir: str) -> TrainResult:
-    from transformers import AutoProcessor
-
+    from reasoner_ray.models.chat import load_processor
     from reasoner_ray.train.collate import VLMEncoder, fit_filter
     from reasoner_ray.train.data import sft_examples
     from reasoner_ray.train.runner import run_training
@@ -58,6 +57,6 @@ def run_sft(config: Config, model_path: str, train_rows_path: str | None, out_di
     counts: Counter = Counter()
     rows = sft_rows(config, train_rows_path, counts)
     examples = sft_examples(rows, config.sft.include_direct, counts, include_cot=config.sft.include_cot)
-    encoder = VLMEncoder(AutoProcessor.from_pretrained(model_path))
+    encoder = VLMEncoder(load_processor(model_path))
     examples = fit_filter(encoder, examples, config.train.max_length, counts)
     return run_training(config, "sft", model_path, examples, out_dir, counts)

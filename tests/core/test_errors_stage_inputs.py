@@ -54,6 +54,12 @@ def test_stage_kind_and_inputs():
     assert sft["sft.lr"] == 1e-4 and sft["model.tiny.text_layers"] == 2  # a section stands for all its keys
     assert stage_inputs(tree, "r1/rewards") == {}
     assert "teacher.concurrency" not in stage_inputs(tree, "distill") and "teacher.model" in stage_inputs(tree, "distill")
+    # where a completion ends for the reference log-probs and DPO depends on it (the tokenization changes)
+    default = build_config({}, []).model_dump(mode="json")
+    flipped = build_config({}, ["dpo.reuse_sampled_logps=false"]).model_dump(mode="json")
+    for stage in ("r1/reference", "r1/dpo"):
+        assert changed_inputs(stage_inputs(default, stage), stage_inputs(flipped, stage)) == [
+            ("dpo.reuse_sampled_logps", True, False)]
 
 
 @pytest.mark.parametrize("recorded, current, expected", [

@@ -81,11 +81,13 @@ def test_a_run_directory_of_an_older_version_is_moved_to_the_new_stage_names(tmp
     m = Manifest()
     for name in ("distill", "sft", "eval_sft", "diagnose_sft", "r1/rollouts"):
         m.record(name, 1, 1, 0.1, config={"k": name})
+    m.stages["r1/rollouts"].extra["generated_in"] = "eval_sft"  # the SFT evaluation's pass sampled them
     (run / "manifest.json").write_text(m.model_dump_json())
     opened = RunDir(str(run)).load_manifest()
     assert list(opened.stages) == ["distill", "sft", "r0/eval", "r0/diagnose", "r1/rollouts"]  # order kept: --redo works
     assert opened.stages["r0/eval"].config == {"k": "eval_sft"}
+    assert opened.stages["r1/rollouts"].extra["generated_in"] == "r0/eval"
     assert (run / "rounds" / "r0" / "eval" / "output" / "summary.json").is_file() and not (run / "eval" / "sft").exists()
-    assert (run / "rounds" / "r0" / "diagnose" / "output").is_dir() and not (run / "eval" / "sft-diagnosis").exists()
+    assert (run / "rounds" / "r0" / "diagnose" / "output").is_dir() and not (run / "eval").exists()
     assert list(json.loads((run / "manifest.json").read_text())["stages"]) == list(opened.stages)
     assert list(RunDir(str(run)).load_manifest().stages) == list(opened.stages)  # opening again changes nothing

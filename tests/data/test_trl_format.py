@@ -101,9 +101,12 @@ def test_write_rows_is_whole_or_nothing(tmp_path, monkeypatch):
     path = tmp_path / "pairs.parquet"
     write_rows(pairs[:1], path)
 
-    def killed(table, where, *args, **kwargs):
-        with open(where, "wb") as fh:
-            fh.write(b"PAR1 half a file")
+    def killed(table, where, *args, **kwargs):  # `where`: a path or a buffer
+        if hasattr(where, "write"):
+            where.write(b"PAR1 half a file")
+        else:
+            with open(where, "wb") as fh:
+                fh.write(b"PAR1 half a file")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pq, "write_table", killed)

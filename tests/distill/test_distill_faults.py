@@ -25,7 +25,7 @@ def _lines(path):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_fault_mix_every_row_accounted(ray_local, tmp_path):
-    from reasoner_ray.distill import run_distillation
+    from reasoner_ray.pipeline.distillation import run_distillation
 
     log = tmp_path / "requests.jsonl"
     with LocalTeacher("easy_vqa:train", latency_ms=20, hang_s=10, retry_after_s=0.2, request_log=log, **FAULTS) as teacher:
@@ -79,7 +79,7 @@ def test_fault_mix_every_row_accounted(ray_local, tmp_path):
 def test_bad_bodies_are_retried_and_no_row_is_lost_to_them(ray_local, tmp_path):
     """5% of the responses are 200s whose body is cut off or of another schema: every row is still answered
     (within the retry budget), none ends as teacher_bad_response."""
-    from reasoner_ray.distill import run_distillation
+    from reasoner_ray.pipeline.distillation import run_distillation
 
     log = tmp_path / "requests.jsonl"
     with LocalTeacher("easy_vqa:train", request_log=log, pbadbody=0.05) as teacher:

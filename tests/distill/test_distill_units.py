@@ -59,7 +59,7 @@ def test_cache_under_a_uri_run_dir_is_on_that_storage_not_in_a_local_folder(tmp_
     """run.dir s3://... (the paper config): the cache must live there, shared by every node and by a resumed run,
     never in a folder literally named "s3:" under a worker's working directory."""
     from reasoner_ray.core.config import Config
-    from reasoner_ray.distill.pipeline import cache_dir
+    from reasoner_ray.pipeline.distillation import cache_dir
 
     bucket = tmp_path / "bucket"
     config = Config.model_validate({"run": {"dir": f"file://{bucket}/run"}})

@@ -52,7 +52,7 @@ def vllm_server(tiny_qwen2_vl, tmp_path_factory):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_distill_against_vllm_openai_server(vllm_server, ray_local, tmp_path):
-    from reasoner_ray.distill import run_distillation
+    from reasoner_ray.pipeline.distillation import run_distillation
 
     base_url, model = vllm_server
     config = build_config({}, [

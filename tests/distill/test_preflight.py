@@ -14,8 +14,8 @@ from reasoner_ray.core.errors import PreflightError
 from reasoner_ray.core.rundir import Manifest
 from reasoner_ray.distill.cache import ResponseCache
 from reasoner_ray.distill.client import CallSettings, TeacherCaller
-from reasoner_ray.distill.pipeline import call_settings
 from reasoner_ray.distill.preflight import check_teacher
+from reasoner_ray.pipeline.distillation import call_settings
 from reasoner_ray.pipeline.preflight import check_data, check_model, check_sources, check_storage
 from reasoner_ray.teacher.launch import LocalTeacher
 
@@ -140,7 +140,7 @@ def test_a_teacher_that_refuses_the_image_request_is_named(tmp_path):
 
 def test_check_outcome_fails_on_transport_failures_above_the_fraction_and_on_no_verified_row():
     from reasoner_ray.core.errors import JobError
-    from reasoner_ray.distill.pipeline import DistillResult, check_outcome
+    from reasoner_ray.pipeline.distillation import DistillResult, check_outcome
 
     ok = DistillResult(200, 197, {"teacher_timeout": 2, "wrong_answer": 1}, "out")
     check_outcome(ok, 0.01)  # 2 of 200 is exactly the 1% allowed

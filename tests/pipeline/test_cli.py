@@ -47,3 +47,17 @@ def test_a_run_dir_that_is_a_file_exits_2_before_anything_starts(tmp_path, capsy
     with pytest.raises(SystemExit) as caught:
         cli.driver_log_path(str(not_a_folder))
     assert caught.value.code == 2 and capsys.readouterr().err.startswith(f"error: run.dir={not_a_folder}: cannot write")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--seeds", "3", "4", "run.dir=runs/s", "rounds=1"],
+    ["run.dir=runs/s", "--seeds", "3", "4", "rounds=1"],
+    ["rounds=1", "run.dir=runs/s", "--seeds", "3", "4"],
+])
+def test_overrides_written_after_a_list_valued_flag_stay_overrides(argv):
+    # jobs/seeds.py's documented form: `--seeds 0 1 2 [key=value ...]`
+    def seeds(parser):
+        parser.add_argument("--seeds", type=cli.int_or_override, nargs="+", default=[0])
+
+    config, args = cli.parse_job_args(argv, "test", seeds)
+    assert args.seeds == [3, 4] and config.run.dir == "runs/s" and config.rounds == 1

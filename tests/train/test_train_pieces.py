@@ -8,8 +8,10 @@ import pytest
 
 from reasoner_ray.core.config import TrainConfig
 from reasoner_ray.core.prompts import ANSWER_MARKER
+from reasoner_ray.core.rows import PreferenceRow, SampledTokens
 from reasoner_ray.train.data import RowFileError, read_rows, sft_examples
 from reasoner_ray.train.deepspeed_config import deepspeed_config
+from reasoner_ray.train.reference import sampled_logps
 from reasoner_ray.train.schedule import micro_slice, sample_order
 
 
@@ -232,3 +234,29 @@ def test_progress_lines_skip_a_metrics_line_still_being_written(tmp_path, caplog
         lines.poll()
     assert lines.shown == 2
     assert [r.getMessage().split()[2] for r in caplog.records if "[dpo] step" in r.getMessage()] == ["1/2", "2/2"]
+
+
+class _Encoder:
+    """Completion token ids by text: what `collate_pairs` would train on."""
+
+    def completion_ids(self, messages, text, end_turn):
+        return [len(word) for word in text.split()] + ([99] if end_turn else [])
+
+
+@pytest.mark.parametrize("digest, prompt_tokens, reused", [
+    ("abc", 7, True),     # the same prompt token ids: the sampled log-probs are the reference's
+    ("0" * 16, 7, False),  # as many prompt tokens, other ids (a length check alone took these)
+    (None, 7, True),      # rollouts that recorded no digest: checked by length alone
+    ("abc", 8, False),    # another prompt length
+])
+def test_sampled_log_probs_are_reused_only_after_the_same_prompt(digest, prompt_tokens, reused):
+    def side(ids, logprobs):
+        return SampledTokens(token_ids=ids, logprobs=logprobs, prompt_tokens=prompt_tokens, prompt_digest=digest)
+
+    row = PreferenceRow(question_id="q", question="What is 2 + 3?", image={"path": "q.png"}, chosen="so 5",
+                        rejected="so six", chosen_score=1.0, rejected_score=0.0,
+                        chosen_sampled=side([2, 1, 99], [-0.5, -0.25, -0.125]),
+                        rejected_sampled=side([2, 3, 99, 4], [-1.0, -2.0, -0.5, -3.0]))
+    example = {"messages": [], "chosen": "so 5", "rejected": "so six", "chosen_truncated": False,
+               "rejected_truncated": False, "prompt_length": 7, "prompt_digest": "abc"}
+    assert sampled_logps(_Encoder(), example, row, max_length=64) == ((-0.875, -3.5) if reused else None)

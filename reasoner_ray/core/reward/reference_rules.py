@@ -1,4 +1,5 @@
-"""Two benchmarks' own scorers, to the letter, for evaluation that must match their published numbers.
+"""Two benchmarks' own scorers, for evaluation that must match their published numbers (MathVista's with the
+differences docs/evaluation.md lists).
 
 `relaxed` (ChartQA): pix2struct's `relaxed_correctness`, which lmms-eval's ChartQA task uses. Both sides are read
 as floats, a trailing `%` dividing by 100; when both are numbers and the gold is not 0, a prediction within 5% of
@@ -7,7 +8,8 @@ the gold is right; otherwise (text, or a gold of 0) the lower-cased strings must
 
 `mathvista` (MathVista free-form): `evaluation/calculate_score.py`'s normalisation, then string equality. An
 integer gold (no decimal point) compares `str(int(float(answer)))` (truncation: 5.7 reads 5); a gold with k
-decimals compares `str(round(float(answer), k))` (MathVista's `precision` is the gold's number of decimals);
+decimals compares `str(round(float(answer), k))` (the official scorer takes k from the record's `precision`;
+here it is the gold's number of decimals);
 any other gold (text, a list) compares the answer as written. An answer that is not a number where one is
 needed is wrong.
 """

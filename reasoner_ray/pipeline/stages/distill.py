@@ -10,7 +10,7 @@ DISTILLED_ROWS = "rows.jsonl"  # verified rows with rationales, in the distill s
 
 def distill_stage(config: Config):
     def run(io: StageIO) -> StageCounts:
-        from reasoner_ray.distill import check_outcome, run_distillation
+        from reasoner_ray.pipeline.distillation import check_outcome, run_distillation
 
         result = run_distillation(config, str(io.output))
         check_outcome(result, config.distill.max_failed_fraction)  # not usable: the stage fails, a rerun resends

@@ -114,11 +114,10 @@ def _sample_and_score(config: Config, io: StageIO, policy: str, source, name: st
 
 def _chains(config: Config, policy: str, records: dict[str, list[dict]], forms: dict) -> dict[str, list]:
     """Per question set, the chains with every score: `<form>/{sum,mean,step_min}` and `likelihood`."""
-    from transformers import AutoTokenizer
-
     from reasoner_ray.core import verifier
     from reasoner_ray.core.prompts import prompt_messages
     from reasoner_ray.data.readers import iter_rows
+    from reasoner_ray.models.chat import load_processor
 
     items, owners = [], []
     for name, recs in records.items():
@@ -130,7 +129,7 @@ def _chains(config: Config, policy: str, records: dict[str, list[dict]], forms: 
     references = {ref for _, ref, _ in forms.values()}
     models = {path for model, ref, _ in forms.values() for path in (model, ref)}
     logps = {path: _logps(config, path, items, as_reference=path in references) for path in sorted(models)}
-    tokenizer = AutoTokenizer.from_pretrained(policy)
+    tokenizer = load_processor(policy).tokenizer
     out: dict[str, list] = {name: [] for name in records}
     flat = [r for name in records for r in records[name]]
     for i, (r, name) in enumerate(zip(flat, owners)):

@@ -1,16 +1,16 @@
 """Distillation (the paper's first step, arXiv 2410.16198): short-answer rows -> teacher rationales -> verified
 CoT + direct SFT data.
 
-    from reasoner_ray.distill import run_distillation
+    from reasoner_ray.pipeline.distillation import run_distillation
     result = run_distillation(config, out_dir)   # Ray is started if it is not running yet
 
 Data flow: `reasoner_ray.data.ray_source.read_dataset(config.data.train)` (rows checked in Ray tasks and kept
 in the object store, images by reference) -> the teacher's calls (`operators.teacher_calls.TeacherCalls` on an actor pool), streamed
--> the driver, which writes each record as it arrives (`output.OutputWriter`) and prints progress. The driver
+-> the driver, which writes each record as it arrives (`distill.output.OutputWriter`) and prints progress. The driver
 holds no rows, so its memory stays flat as rows grow.
 When `teacher.start_local` is set and `teacher.base_url` is a loopback address nobody answers on, the project's
 stand-in teacher is started there for the run's duration. Before any row is streamed, one row's own request
-checks the teacher (preflight.py). `check_outcome` then says whether the result is usable (the pipeline's distill
+checks the teacher (`distill/preflight.py`). `check_outcome` then says whether the result is usable (the pipeline's distill
 stage and jobs/distill.py fail when it is not). The API key is read from the environment variable
 named by `teacher.api_key_env` (a dummy key when unset, for local servers); it is never logged or written.
 """
