@@ -89,7 +89,7 @@ def _evaluate_into(config, args, backend, out: Path) -> int:
         evaluate_benchmarks,
     )
     from reasoner_ray.pipeline.generate import ModelBackend
-    from reasoner_ray.pipeline.preflight import check_model, check_sources
+    from reasoner_ray.pipeline.preflight import check_gpu_fit, check_model, check_sources
     from reasoner_ray.ray_utils import init_ray
 
     named = "evaluate.benchmarks." if config.evaluate.benchmarks else "data."
@@ -100,6 +100,7 @@ def _evaluate_into(config, args, backend, out: Path) -> int:
     if args.reference:
         check_model(config, args.reference, f"--reference {args.reference}")
     init_ray()
+    check_gpu_fit(config)
     evaluate_benchmarks(config, backend, out, args.reference)
     print("\n" + (out / "table.md").read_text().split("\n", 2)[2])
     print(f"\nresults: {out / 'results.json'}\ntable: {out / 'table.md'}")

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(config, args) -> int:
-    from reasoner_ray.pipeline.preflight import check_input_path, check_model
+    from reasoner_ray.pipeline.preflight import check_gpu_fit, check_input_path, check_model
+    from reasoner_ray.ray_utils import init_ray
     from reasoner_ray.train.dpo import run_dpo
     from reasoner_ray.train.reference import compute_reference_logps
 
@@ -36,6 +37,8 @@ def _run(config, args) -> int:
     for flag, path in (("--policy", args.policy), ("--reference", args.reference)):
         if path:
             check_model(config, path, f"{flag} {path}")
+    init_ray()
+    check_gpu_fit(config)
     pairs = args.pairs
     if args.reference:
         pairs = str(Path(args.out) / "pairs_with_ref.jsonl")

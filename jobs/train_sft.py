@@ -28,12 +28,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(config, args) -> int:
     from reasoner_ray.models.loading import resolve_model_path
-    from reasoner_ray.pipeline.preflight import check_input_path, check_model
+    from reasoner_ray.pipeline.preflight import check_gpu_fit, check_input_path, check_model
+    from reasoner_ray.ray_utils import init_ray
     from reasoner_ray.train.sft import run_sft
 
     check_input_path("--rows", args.rows)
     model = args.model or resolve_model_path(config)
     check_model(config, model, f"--model {model}" if args.model else None)
+    init_ray()
+    check_gpu_fit(config)
     result = run_sft(config, model, args.rows, args.out)
     print(f"SFT done: {result.steps} steps, model at {result.model_dir}, metrics in {result.history_path}")
     return 0
