@@ -58,7 +58,6 @@ class ResponseCache:
                 fh.write(json.dumps(record, ensure_ascii=False).encode())
             return
         final = self.path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(final, json.dumps(record, ensure_ascii=False), tmp_prefix=_TMP_PREFIX)
         dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
