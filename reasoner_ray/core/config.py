@@ -276,6 +276,9 @@ class VerifierConfig(_Section):
     epochs: float = 2.0
     global_batch_size: int = 32
     max_pairs_per_question: int = 8  # correct x incorrect combinations per question (no accuracy band)
+    # True: whole chains, as V-STaR trains (the verify stage scores whole chains); False: the round's aimed pairs
+    # (`pairs.prefer_shared_prefix`, `pairs.cut_after_parting`), cut a few words after the parting step
+    whole_chains: bool = False
 
 
 class EvaluateConfig(_Section):
