@@ -33,6 +33,16 @@ def verifier_config(config: Config) -> Config:
     return config.model_copy(update={"dpo": dpo})
 
 
+def verifier_pair_options(config: Config) -> dict:
+    """build_pairs' options for the verifier: every (correct, incorrect) combination up to the cap, no band; whole
+    chains, or the round's aimed pairs."""
+    whole = config.verifier.whole_chains
+    return {"band": (0.0, 1.0), "max_pairs": config.verifier.max_pairs_per_question,
+            "prefer_shared_prefix": config.pairs.prefer_shared_prefix and not whole,
+            "cut_after_parting": None if whole else config.pairs.cut_after_parting,
+            "consistent_chosen": config.pairs.consistent_chosen}
+
+
 def verifier_stage(config: Config, sft_model: str, rounds: list[tuple[int, Path, str]]) -> StageFn:
     """`rounds`: (round, its rewards folder, the model that sampled its rollouts) for every round so far."""
 
@@ -48,16 +58,11 @@ def verifier_stage(config: Config, sft_model: str, rounds: list[tuple[int, Path,
         from reasoner_ray.train.reference import compute_reference_logps
 
         pairs_path, stats = io.work / "pairs.jsonl", {}
-        whole = config.verifier.whole_chains
         with pairs_path.open("w") as fh:
             for round_index, rewards_dir, sampler in rounds:
                 records = scored_chains(rewards_dir)
-                result = build_pairs((ScoredSample.from_record(r) for r in records), band=(0.0, 1.0),
-                                     max_pairs=config.verifier.max_pairs_per_question,
-                                     seed=config.run.seed * 1000 + 500 + round_index,
-                                     prefer_shared_prefix=config.pairs.prefer_shared_prefix and not whole,
-                                     cut_after_parting=None if whole else config.pairs.cut_after_parting,
-                                     consistent_chosen=config.pairs.consistent_chosen)
+                result = build_pairs((ScoredSample.from_record(r) for r in records),
+                                     seed=config.run.seed * 1000 + 500 + round_index, **verifier_pair_options(config))
                 rows = rows_by_id(config, round_index, {p.question_id for p in result.pairs})
                 for pref in preference_rows(config, result.pairs, records, rows, round_index, sampler):
                     fh.write(pref.model_dump_json() + "\n")
