@@ -21,6 +21,8 @@ Unparsed chains never win a vote but can be picked by best-of-N (and then score 
 
 `auroc` measures the score itself, before any selection: per question with both right and wrong chains, the
 chance that a random right chain scores above a random wrong one (ties count half), averaged over questions.
+`mean_rank_correlation` says how far a score only restates another (a reward against the likelihood): the
+Spearman correlation of the two over one question's chains, averaged over questions.
 Pure: plain numbers in, per-question scores out; `reasoner_ray.core.metrics.accuracy` gives standard errors.
 """
 
@@ -181,6 +183,39 @@ def mean_auroc(chains: Iterable[Chain], score: str) -> dict[str, float]:
     """The per-question AUROC averaged over questions that have both right and wrong chains (one-chain,
     all-right and all-wrong questions say nothing about ranking and are left out): {mean, stderr, questions}."""
     values = [a for q in by_question(chains).values() if (a := auroc(q, score)) is not None]
+    acc = accuracy(values)
+    return {"mean": acc.mean, "stderr": acc.stderr, "questions": acc.n}
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, tied values sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for i in order[start:end + 1]:
+            ranks[i] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def rank_correlation(chains: list[Chain], score: str, other: str) -> float | None:
+    """Spearman's correlation of two scores over one question's chains; None when either is constant."""
+    a, b = _ranks([c.scores[score] for c in chains]), _ranks([c.scores[other] for c in chains])
+    mean = (len(a) + 1) / 2
+    cov = sum((x - mean) * (y - mean) for x, y in zip(a, b))
+    var_a, var_b = sum((x - mean) ** 2 for x in a), sum((y - mean) ** 2 for y in b)
+    if var_a == 0 or var_b == 0:
+        return None
+    return cov / math.sqrt(var_a * var_b)
+
+
+def mean_rank_correlation(chains: Iterable[Chain], score: str, other: str) -> dict[str, float]:
+    """`rank_correlation` averaged over questions where both scores vary: {mean, stderr, questions}."""
+    values = [r for q in by_question(chains).values() if (r := rank_correlation(q, score, other)) is not None]
     acc = accuracy(values)
     return {"mean": acc.mean, "stderr": acc.stderr, "questions": acc.n}
 

@@ -93,14 +93,13 @@ def verify_source(config: Config, policy: str, reference: str, source: DataSourc
     on_source = config.model_copy(update={"data": config.data.model_copy(update={"eval": source})})
     out.mkdir(parents=True, exist_ok=True)
     counts = verify_stage(on_source, policy, reference, 0)(StageIO("verify", out, out / "work", None))
-    return {k: counts.extra[k] for k in ("summary", "auroc", "selection")}
+    return {k: counts.extra[k] for k in ("summary", "auroc", "rank_correlation_with_likelihood", "selection")}
 
 
 def verifier_table(results: dict[str, EvalResult]) -> str:
-    from reasoner_ray.pipeline.report import verifier_rows
+    from reasoner_ray.pipeline.report import verifier_header, verifier_rows
 
-    lines = ["| benchmark | method | accuracy (%) | vs majority (points) | score's AUROC | validation (%) |",
-             "|---|---|---|---|---|---|"]
+    lines = verifier_header("benchmark")
     for name, res in results.items():
         if res.verifier:
             lines += verifier_rows(name, res.verifier)

@@ -112,27 +112,34 @@ def training_table(manifest: Manifest, rounds: int) -> str:
 
 def verifier_table(manifest: Manifest, rounds: int) -> str:
     """Per round with a verify stage, over the evaluation questions: accuracy ± se of each selection method, its
-    paired difference to majority voting (± se), the AUROC of its score (per question, mean ± se), its accuracy
-    on validation and the weighted vote's temperature chosen there; the method chosen on validation is marked."""
+    paired difference to majority voting (± se), the AUROC of its score (per question, mean ± se), the score's
+    rank correlation with the likelihood within a question, its accuracy on validation and the weighted vote's
+    temperature chosen there; the method chosen on validation is marked."""
     lines = []
     for r in range(1, rounds + 1):
         rec = manifest.stages.get(f"r{r}/verify")
         if rec is None:
             continue
         if not lines:
-            lines = ["| round | method | accuracy (%) | vs majority (points) | score's AUROC | validation (%) |",
-                     "|---|---|---|---|---|---|"]
+            lines = verifier_header("round")
         greedy = manifest.stages.get(f"r{r}/eval")
         if greedy is not None and "cot" in greedy.extra:
             g = greedy.extra["cot"]
-            lines.append(f"| {r} | greedy | {100 * g['accuracy']:.1f} ± {100 * g['stderr']:.1f} | - | - | - |")
+            lines.append(f"| {r} | greedy | {100 * g['accuracy']:.1f} ± {100 * g['stderr']:.1f} | - | - | - | - |")
         lines += verifier_rows(r, rec.extra)
     return "\n".join(lines)
+
+
+def verifier_header(label: str) -> list[str]:
+    """The two header lines of a verifier table whose rows are `verifier_rows`."""
+    return [f"| {label} | method | accuracy (%) | vs majority (points) | score's AUROC | rank corr. with likelihood "
+            "| validation (%) |", "|---|---|---|---|---|---|---|"]
 
 
 def verifier_rows(label, extra: dict) -> list[str]:
     """Table rows of one verify stage's record (see verifier_table)."""
     summary, aurocs = extra.get("summary", {}), extra.get("auroc", {})
+    correlations = extra.get("rank_correlation_with_likelihood", {})
     selection = extra.get("selection", {})
     validation, temperatures, best = selection.get("validation", {}), selection.get("temperatures", {}), selection.get("best")
     rows = []
@@ -140,13 +147,16 @@ def verifier_rows(label, extra: dict) -> list[str]:
         score = method.split("/", 1)[1] if "/" in method else None
         auc = aurocs.get(score) if score else None
         auc_cell = f"{auc['mean']:.3f} ± {auc['stderr']:.3f} ({auc['questions']})" if auc and auc["questions"] else "-"
+        rho = correlations.get(score) if score else None
+        rho_cell = f"{rho['mean']:+.2f} ({rho['questions']})" if rho and rho["questions"] else "-"
         val = validation.get(method)
         val_cell = f"{100 * val['accuracy']:.1f}" if val else "-"
         if method.startswith("weighted_vote/") and temperatures.get(score, {}).get("multiple") is not None:
             val_cell += f" (T = {temperatures[score]['multiple']:g} sd)"
         name = f"**{method}** (best on validation)" if method == best else method
         rows.append(f"| {label} | {name} | {100 * a['accuracy']:.1f} ± {100 * a['stderr']:.1f} | "
-                    f"{100 * a['vs_majority']:+.1f} ± {100 * a['vs_majority_stderr']:.1f} | {auc_cell} | {val_cell} |")
+                    f"{100 * a['vs_majority']:+.1f} ± {100 * a['vs_majority_stderr']:.1f} | {auc_cell} | {rho_cell} | "
+                    f"{val_cell} |")
     return rows
 
 

@@ -6,7 +6,8 @@ import math
 import pytest
 
 from reasoner_ray.core.verifier import (Chain, auroc, chain_scores, choose_temperatures, evaluate, mean_auroc,
-                                        paired_difference, select, token_steps)
+                                        mean_rank_correlation, paired_difference, rank_correlation, select,
+                                        token_steps)
 
 
 def chain(i, parsed, value, score, qid="q", **more):
@@ -83,6 +84,19 @@ def test_auroc_worked_by_hand_with_ties():
     got = mean_auroc(chains + other + only_right, "s")
     assert got["questions"] == 2 and got["mean"] == pytest.approx(0.4375)
     assert got["stderr"] == pytest.approx(0.4375)  # sd of [0.875, 0] is 0.619, / sqrt 2
+
+
+def test_rank_correlation_worked_by_hand_with_ties():
+    # a reward that runs exactly against the likelihood: -1
+    reversed_ = [chain(i, "a", 1.0, float(i), likelihood=float(-i)) for i in range(4)]
+    assert rank_correlation(reversed_, "s", "likelihood") == pytest.approx(-1.0)
+    # s = 1, 1, 2, 3 (ranks 1.5, 1.5, 3, 4) against 1, 2, 3, 4: cov 4.5, variances 4.5 and 5 -> 3 / sqrt(10)
+    tied = [chain(i, "a", 1.0, s, qid="r", likelihood=float(i)) for i, s in enumerate((1.0, 1.0, 2.0, 3.0))]
+    assert rank_correlation(tied, "s", "likelihood") == pytest.approx(3 / math.sqrt(10))
+    constant = [chain(i, "a", 1.0, 7.0, qid="t", likelihood=float(i)) for i in range(3)]
+    assert rank_correlation(constant, "s", "likelihood") is None  # says nothing about order: left out
+    got = mean_rank_correlation(reversed_ + tied + constant, "s", "likelihood")
+    assert got["questions"] == 2 and got["mean"] == pytest.approx((3 / math.sqrt(10) - 1) / 2)
 
 
 def test_temperature_is_chosen_on_the_chains_given():

@@ -38,7 +38,9 @@ def manifest(tmp_path):
     selection = {"best": "best_of_n/verifier/step_min",
                  "temperatures": {"policy/sum": {"temperature": 0.2, "multiple": 3.0, "accuracy": 0.6}},
                  "validation": {"best_of_n/verifier/step_min": acc(0.62), "weighted_vote/policy/sum": acc(0.6)}}
-    m.record("r1/verify", 100, 800, 1.0, summary=verify, auroc=auroc, selection=selection)
+    rho = {"policy/sum": {"mean": -0.33, "stderr": 0.02, "questions": 90}}
+    m.record("r1/verify", 100, 800, 1.0, summary=verify, auroc=auroc, selection=selection,
+             rank_correlation_with_likelihood=rho)
     m.record("r0/diagnose", 50, 400, 1.0, diagnosis={
         "chains": 400, "wrong": 200, "questions": 50, "classes": {"arithmetic_slip": 150, "misread": 20},
         "step_error_share": 150 / 170, "band": [0.25, 0.85], "in_band": 30, "all_right": 5, "all_wrong": 3})
@@ -56,11 +58,12 @@ def test_group_dpo_and_verifier_tables(tmp_path):
     assert "| sft | 500 | 31 | 4 | no_rationale 3 |" in training
     assert "| r1/dpo | 118 | 10 | 6 | prompt_too_long 2 |" in training
     verifier = verifier_table(m, 1)
-    assert "| 1 | greedy | 55.0 ± 1.0 | - | - | - |" in verifier
+    assert "| 1 | greedy | 55.0 ± 1.0 | - | - | - | - |" in verifier
     assert ("| 1 | **best_of_n/verifier/step_min** (best on validation) | 56.0 ± 1.0 | +6.0 ± 2.0 | "
-            "0.710 ± 0.020 (40) | 62.0 |") in verifier
-    assert "| 1 | weighted_vote/policy/sum | 54.0 ± 1.0 | +4.0 ± 2.0 | 0.550 ± 0.030 (40) | 60.0 (T = 3 sd) |" in verifier
-    assert "| 1 | majority | 50.0 ± 1.0 | +0.0 ± 2.0 | - | - |" in verifier
+            "0.710 ± 0.020 (40) | - | 62.0 |") in verifier
+    assert ("| 1 | weighted_vote/policy/sum | 54.0 ± 1.0 | +4.0 ± 2.0 | 0.550 ± 0.030 (40) | -0.33 (90) | "
+            "60.0 (T = 3 sd) |") in verifier
+    assert "| 1 | majority | 50.0 ± 1.0 | +0.0 ± 2.0 | - | - | - |" in verifier
     diagnosis = diagnosis_table(m, 1)
     assert ("| r0/diagnose | 400 | 200 | 88.2% | arithmetic_slip 150, misread 20 | 30 of 50 (all right 5, "
             "all wrong 3) |") in diagnosis

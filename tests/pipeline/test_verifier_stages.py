@@ -92,6 +92,11 @@ def test_the_separate_verifier_and_the_verify_stage(config, tiny_qwen2_vl, ray_l
     assert summary["summary"]["all"]["oracle"]["accuracy"] == 1.0  # every question has a right chain
     # policy == reference here: the paper's verifier scores every chain 0, and its AUROC is 0.5
     assert summary["auroc"]["policy/sum"]["mean"] == pytest.approx(0.5)
+    # ... and says nothing about the likelihood's order (a constant score is left out of the rank correlation)
+    correlations = summary["rank_correlation_with_likelihood"]
+    assert set(correlations) == {f"{form}/{score}" for form in ("policy", "verifier")
+                                 for score in ("sum", "mean", "step_min")}
+    assert correlations["policy/sum"]["questions"] == 0
     assert summary["auroc"]["verifier/step_min"]["questions"] == 5
     selection = summary["selection"]
     assert selection["best"].startswith(("best_of_n/", "weighted_vote/")) and "likelihood" not in selection["best"]

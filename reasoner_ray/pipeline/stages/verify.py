@@ -74,9 +74,13 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int, 
         groups = {r["question_id"]: [r["answer_type"], *json.loads(r["tags"])] for r in records["test"]}
         summary = verifier.evaluate(chains["test"], temperatures, lambda qid: groups[qid])
         aurocs = {s: verifier.mean_auroc(chains["test"], s) for s in scores}
+        # how far each reward only restates the likelihood (the policy's reward ran against it: docs/method.md)
+        with_likelihood = {s: verifier.mean_rank_correlation(chains["test"], s, "likelihood")
+                           for s in scores if s != "likelihood" and "likelihood" in scores}
         for name, set_chains in chains.items():
             _write_chains(io.output / name / "chains.parquet", set_chains)
-        out = {"summary": summary, "auroc": aurocs, "selection": selection}
+        out = {"summary": summary, "auroc": aurocs, "rank_correlation_with_likelihood": with_likelihood,
+               "selection": selection}
         write_atomic(io.output / VERIFY_SUMMARY, json.dumps(out, indent=2))
         top = summary["all"]
         best = selection.get("best")
@@ -84,8 +88,8 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int, 
                  100 * top["majority"]["accuracy"], 100 * top["oracle"]["accuracy"], best,
                  f"{100 * top[best]['accuracy']:.1f}" if best in top else "-")
         return StageCounts(n_questions["test"], len(chains["test"]),
-                           {"summary": top, "auroc": aurocs, "selection": selection, "unscored_chains": unscored,
-                            **extra})
+                           {"summary": top, "auroc": aurocs, "rank_correlation_with_likelihood": with_likelihood,
+                            "selection": selection, "unscored_chains": unscored, **extra})
 
     return run
 
