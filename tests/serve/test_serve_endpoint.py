@@ -40,9 +40,10 @@ def free_port() -> int:
 
 
 def png_url(size=(48, 48), noise=False) -> str:
-    # Seeded noise: an unseeded image made the tiny random models' greedy reply change from run to run.
-    pixels = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    image = Image.fromarray(pixels) if noise else Image.new("RGB", size, (220, 30, 30))
+    if noise:  # seeded: an unseeded image made the tiny random models' greedy reply change from run to run
+        image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    else:
+        image = Image.new("RGB", size, (220, 30, 30))
     buf = io.BytesIO()
     image.save(buf, "PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
