@@ -76,7 +76,7 @@ def verify_stage(config: Config, policy: str, reference: str, round_index: int, 
         aurocs = {s: verifier.mean_auroc(chains["test"], s) for s in scores}
         # how far each reward only restates the likelihood (the policy's reward ran against it: docs/method.md)
         with_likelihood = {s: verifier.mean_rank_correlation(chains["test"], s, "likelihood")
-                           for s in scores if s != "likelihood" and "likelihood" in scores}
+                           for s in scores if s != "likelihood"} if "likelihood" in scores else {}
         for name, set_chains in chains.items():
             _write_chains(io.output / name / "chains.parquet", set_chains)
         out = {"summary": summary, "auroc": aurocs, "rank_correlation_with_likelihood": with_likelihood,
