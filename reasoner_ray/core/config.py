@@ -232,9 +232,10 @@ class PairConfig(_Section):
 
 
 class DPOConfig(_Section):
-    loss: Literal["sigmoid", "ipo"] = "sigmoid"
+    loss: Literal["sigmoid", "ipo", "dpop"] = "sigmoid"
     beta: float = 0.1
     label_smoothing: float = 0.0
+    dpop_lambda: float = Field(50.0, ge=0)  # loss dpop: the weight of the chosen chain's fall below its reference
     nll_weight: float = 0.0  # optional NLL term on the chosen response
     lr: float = 5e-7
     global_batch_size: int = 32

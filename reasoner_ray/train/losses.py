@@ -6,6 +6,8 @@ With policy log-probs pi_c, pi_r and reference log-probs ref_c, ref_r (sums over
         loss = -(1 - eps) * log sigmoid(beta z) - eps * log sigmoid(-beta z)
     ipo (Azar et al. eq. 17, on per-token averaged log-ratios as TRL does):
         loss = (z_avg - 1 / (2 beta))^2
+    dpop (DPO-Positive, Pal et al. 2024 eq. 3): the sigmoid loss on z - lambda * max(0, ref_c - pi_c), so a pair
+        gains nothing from a margin bought by lowering the chosen chain below its reference probability
     plus, when nll_weight > 0, nll_weight * (-pi_c / chosen_tokens): the chosen response's mean token NLL, the
     usual fix when the chosen reward keeps falling.
 Worked numbers are in tests/train/test_losses.py.
@@ -27,30 +29,50 @@ class PairLogps:
     rejected_tokens: object
 
 
-def _sigmoid(lp: PairLogps, beta: float, label_smoothing: float):
+@dataclass(frozen=True)
+class LossSettings:
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+    dpop_lambda: float = 50.0  # Pal et al.'s value for their maths data
+
+
+def _margin(lp: PairLogps):
+    return (lp.policy_chosen - lp.ref_chosen) - (lp.policy_rejected - lp.ref_rejected)
+
+
+def _smoothed_sigmoid(z, s: LossSettings):
     import torch.nn.functional as F
 
-    z = (lp.policy_chosen - lp.ref_chosen) - (lp.policy_rejected - lp.ref_rejected)
-    return -(1 - label_smoothing) * F.logsigmoid(beta * z) - label_smoothing * F.logsigmoid(-beta * z)
+    return -(1 - s.label_smoothing) * F.logsigmoid(s.beta * z) - s.label_smoothing * F.logsigmoid(-s.beta * z)
 
 
-def _ipo(lp: PairLogps, beta: float, label_smoothing: float):
+def _sigmoid(lp: PairLogps, s: LossSettings):
+    return _smoothed_sigmoid(_margin(lp), s)
+
+
+def _dpop(lp: PairLogps, s: LossSettings):
+    chosen_loss = (lp.ref_chosen - lp.policy_chosen).clamp_min(0)
+    return _smoothed_sigmoid(_margin(lp) - s.dpop_lambda * chosen_loss, s)
+
+
+def _ipo(lp: PairLogps, s: LossSettings):
     chosen = (lp.policy_chosen - lp.ref_chosen) / lp.chosen_tokens.clamp_min(1)
     rejected = (lp.policy_rejected - lp.ref_rejected) / lp.rejected_tokens.clamp_min(1)
-    return (chosen - rejected - 1 / (2 * beta)) ** 2
+    return (chosen - rejected - 1 / (2 * s.beta)) ** 2
 
 
-LossFn = Callable[[PairLogps, float, float], object]
-DPO_LOSSES: dict[str, LossFn] = {"sigmoid": _sigmoid, "ipo": _ipo}
+LossFn = Callable[[PairLogps, LossSettings], object]
+DPO_LOSSES: dict[str, LossFn] = {"sigmoid": _sigmoid, "ipo": _ipo, "dpop": _dpop}
 
 
 def dpo_loss(lp: PairLogps, loss_type: str = "sigmoid", beta: float = 0.1, label_smoothing: float = 0.0,
-             nll_weight: float = 0.0):
+             nll_weight: float = 0.0, dpop_lambda: float = 50.0):
     """(scalar loss = batch mean, metrics dict of floats under TRL's names)."""
     try:
-        per_pair = DPO_LOSSES[loss_type](lp, beta, label_smoothing)
+        loss_fn = DPO_LOSSES[loss_type]
     except KeyError:
         raise ValueError(f"dpo.loss {loss_type!r} is not one of {sorted(DPO_LOSSES)}") from None
+    per_pair = loss_fn(lp, LossSettings(beta, label_smoothing, dpop_lambda))
     loss = per_pair.mean()
     metrics = dpo_metrics(lp, beta)
     if nll_weight > 0:

@@ -89,7 +89,8 @@ def _dpo_loss(model, batch, encoder, config, token_share=None):
     tokens = batch["completion_mask"].sum(1).to(chosen.dtype)
     logps = PairLogps(chosen, rejected, batch["ref_chosen_logps"].to(chosen.dtype),
                       batch["ref_rejected_logps"].to(chosen.dtype), tokens[0::2], tokens[1::2])
-    loss, metrics = dpo_loss(logps, config.dpo.loss, config.dpo.beta, config.dpo.label_smoothing, config.dpo.nll_weight)
+    d = config.dpo
+    loss, metrics = dpo_loss(logps, d.loss, d.beta, d.label_smoothing, d.nll_weight, d.dpop_lambda)
     return loss, metrics
 
 

@@ -6,6 +6,9 @@ One pair: policy chosen/rejected = -10 / -14, reference = -11 / -12, beta = 0.5
     with label smoothing 0.1: 0.9 * 0.201413 + 0.1 * log(1 + e^1.5) = 0.181272 + 0.1 * 1.701413 = 0.351413
     ipo with 4 chosen and 2 rejected tokens: (1/4 - (-2)/2 - 1/(2*0.5))^2 = (0.25 + 1 - 1)^2 = 0.0625
     nll term (weight 2): 2 * (10 / 4) = 5.0
+    dpop: the chosen chain rose above its reference (-10 > -11), so no penalty: the sigmoid loss, 0.201413
+A pair whose chosen chain fell: policy -12 / -16, reference -11 / -12: z = -1 - (-4) = 3 again, the chosen chain
+fell by 1, so dpop with lambda 2 sees z = 3 - 2 * 1 = 1: -log sigmoid(0.5) = 0.474077
     rewards: chosen 0.5, rejected -1.0, margin 1.5, accuracy 1
 """
 
@@ -44,6 +47,14 @@ def test_label_smoothing():
 def test_ipo_uses_per_token_log_ratios():
     loss, _ = dpo_loss(one_pair(), "ipo", beta=0.5)
     assert float(loss) == pytest.approx(0.0625, abs=1e-7)
+
+
+def test_dpop_penalises_only_a_falling_chosen_chain():
+    t = lambda x: torch.tensor([float(x)])  # noqa: E731
+    fell = PairLogps(t(-12), t(-16), t(-11), t(-12), t(4), t(2))
+    assert float(dpo_loss(fell, "sigmoid", beta=0.5)[0]) == pytest.approx(0.201413, abs=1e-6)
+    assert float(dpo_loss(fell, "dpop", beta=0.5, dpop_lambda=2.0)[0]) == pytest.approx(0.474077, abs=1e-6)
+    assert float(dpo_loss(one_pair(), "dpop", beta=0.5, dpop_lambda=2.0)[0]) == pytest.approx(0.201413, abs=1e-6)
 
 
 def test_nll_term_on_chosen():
