@@ -25,6 +25,7 @@ from reasoner_ray.core.diagnosis import (
     ARITHMETIC_SLIP,
     CORRECT,
     INCOMPLETE,
+    LUCKY,
     MISREAD,
     NO_STEPS,
     WRONG_CONCLUSION,
@@ -226,11 +227,19 @@ def _step_is_true(step: Step, choices: list[str] | None) -> bool:
 
 def check_chain(text: str, kind_name: str, digits: list[int], correct: bool,
                 choices: list[str] | None = None) -> str:
-    """Where a chain first went wrong, from the row's annotation (kind and digits): one of CORRECT, MISREAD,
-    ARITHMETIC_SLIP, WRONG_OPERANDS, WRONG_CONCLUSION, INCOMPLETE, NO_STEPS. `correct` is the reward's verdict
-    on the final answer (a right answer is CORRECT whatever its steps say)."""
+    """Where a chain first went wrong, from the row's annotation (kind and digits). `correct` is the reward's
+    verdict on the final answer. A wrong answer: MISREAD, ARITHMETIC_SLIP, WRONG_OPERANDS, WRONG_CONCLUSION,
+    INCOMPLETE or NO_STEPS. A right answer: LUCKY when a digit it read or a step it wrote is wrong, else CORRECT
+    (steps left unwritten are not wrong)."""
+    error = _first_error(text, kind_name, digits, choices)
     if correct:
-        return CORRECT
+        return LUCKY if error in (MISREAD, ARITHMETIC_SLIP, WRONG_OPERANDS, WRONG_CONCLUSION) else CORRECT
+    return error or WRONG_CONCLUSION  # every step right, the final answer wrong
+
+
+def _first_error(text: str, kind_name: str, digits: list[int], choices: list[str] | None) -> str | None:
+    """The class of the first wrong reading or step; INCOMPLETE or NO_STEPS when the written ones are right but
+    too few; None when every expected step is written and right."""
     reading, steps = parse_steps(text)
     truth = dict(zip(INK_COLORS, digits))
     if reading and any(reading.get(color) != digit for color, digit in truth.items()):
@@ -249,4 +258,4 @@ def check_chain(text: str, kind_name: str, digits: list[int], correct: bool,
         return WRONG_OPERANDS
     if len(steps) < len(expected):
         return INCOMPLETE
-    return WRONG_CONCLUSION
+    return None

@@ -219,6 +219,9 @@ class PairConfig(_Section):
     cut_after_parting: int | None = Field(default=None, ge=1)
     # A correct chain whose own `a op b = c` statements are false somewhere is never chosen (core/reward/consistency.py)
     consistent_chosen: bool = False
+    # Nor one its source's step checker calls lucky: a misread or a wrong step on the way to a guessed yes/no or
+    # option (data/step_checks.py; it reads the row's annotation; sources without a checker are not filtered)
+    sound_chosen: bool = False
     # Only pairs that part on a token the policy found likely: the rejected token at most this many nats below the
     # chosen one (core/pairs.py); needs the rollouts' log-probs, which the rollouts then keep
     parting_logp_margin: float | None = Field(default=None, ge=0)

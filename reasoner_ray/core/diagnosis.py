@@ -5,7 +5,8 @@ samples are right (the paper's accuracy band: only questions inside it give pref
 where no checker applies). Returns the
 chains and wrong chains counted, the checker's classes of the wrong ones, the share of checked wrong chains that
 read their input right and went wrong in a step (`step_error_share`: DPO on the language model can fix those;
-a misread it cannot), and with a band, how many questions have a sample accuracy inside it. Chains that cannot
+a misread it cannot), the share of checked right chains whose written steps are wrong somewhere (`lucky_share`:
+a guessed yes/no or option; as a chosen chain such a chain teaches its wrong step), and with a band, how many questions have a sample accuracy inside it. Chains that cannot
 be scored (metrics.UNSCORED_REASONS) are left out. Pure.
 """
 
@@ -24,27 +25,32 @@ WRONG_OPERANDS = "wrong_operands"  # a step on numbers the question's program do
 WRONG_CONCLUSION = "wrong_conclusion"  # every step right, the comparison, option or final answer wrong
 INCOMPLETE = "incomplete"  # the steps stop early, each one right so far
 NO_STEPS = "no_steps"  # no step to check (a bare answer, or nothing readable)
+LUCKY = "lucky"  # a right final answer reached through a misread or a wrong written step (a yes/no or option guess)
 STEP_ERRORS = (ARITHMETIC_SLIP, WRONG_OPERANDS, WRONG_CONCLUSION)  # read right, then a step went wrong
 
 
 def diagnose(records: Iterable[dict], band: tuple[float, float] | None = None) -> dict:
     per_question: dict[str, list[float]] = defaultdict(list)
     classes: Counter = Counter()
-    chains = wrong = 0
+    chains = wrong = right_checked = lucky = 0
     for r in records:
         if r.get("reason") in UNSCORED_REASONS:
             continue
         chains += 1
         per_question[r["question_id"]].append(float(r["value"]))
+        check = r.get("step_check")
         if float(r["value"]) < 1.0:
             wrong += 1
-            check = r.get("step_check")
             if check and check != CORRECT:
                 classes[check] += 1
+        elif check:
+            right_checked += 1
+            lucky += check == LUCKY
     checked = sum(classes.values())
     out = {"chains": chains, "wrong": wrong, "questions": len(per_question),
            "classes": dict(classes.most_common()),
-           "step_error_share": (sum(classes[c] for c in STEP_ERRORS) / checked) if checked else None}
+           "step_error_share": (sum(classes[c] for c in STEP_ERRORS) / checked) if checked else None,
+           "lucky_share": lucky / right_checked if right_checked else None}
     if band is not None:
         lo, hi = band
         accs = [sum(v) / len(v) for v in per_question.values()]

@@ -8,6 +8,9 @@ does not depend on the order of the samples or on which other questions are in t
 
 `consistent_chosen` refuses as chosen a correct chain whose own arithmetic is false somewhere (core/reward/
 consistency.py: right by luck, it would teach the false step); it can still be a rejected chain if it was wrong.
+`sound_chosen` goes further where the source has a step checker (reasoner_ray/data/step_checks.py: it uses the
+row's annotation, which outcome-only data lacks): a correct chain the checker calls lucky (a digit misread or a
+step wrong on the way to a guessed yes/no or option) is never chosen.
 
 Two options aim a pair at the step where a chain goes wrong (Step-DPO, arXiv 2406.18629): `prefer_shared_prefix`
 picks, among a question's (correct, incorrect) combinations, those whose chains share the longest word prefix first
@@ -37,6 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from reasoner_ray.core.diagnosis import LUCKY
 from reasoner_ray.core.reward import GOLD_ERROR, TIMEOUT, UNPARSED
 from reasoner_ray.core.reward.consistency import false_equations
 from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow
@@ -68,6 +72,7 @@ class ScoredSample:
     reason: str | None = None
     token_ids: tuple[int, ...] | None = None  # as sampled, when the rollouts kept them
     token_logprobs: tuple[float, ...] | None = None
+    step_check: str | None = None  # the source's step checker's class (data/step_checks.py); None: no checker
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | RolloutRow) -> ScoredSample:
@@ -82,6 +87,7 @@ class ScoredSample:
             reason=get("reason"),
             token_ids=_optional_tuple(get("token_ids")),
             token_logprobs=_optional_tuple(get("token_logprobs")),
+            step_check=get("step_check") or None,
         )
 
 
@@ -162,6 +168,7 @@ def build_pairs(
     cut_after_parting: int | None = None,
     consistent_chosen: bool = False,
     parting_logp_margin: float | None = None,
+    sound_chosen: bool = False,
 ) -> PairResult:
     """Pairs for every question among `samples` (scored chains of any number of questions), with statistics."""
     low, high = band
@@ -196,7 +203,8 @@ def build_pairs(
         if drop is None:
             rng = random.Random(f"{seed}:{question_id}")  # str seeds hash stably across processes
             question_pairs = _pairs_for_question(group, max_pairs, truncate_words, rng, prefer_shared_prefix,
-                                                 cut_after_parting, consistent_chosen, parting_logp_margin)
+                                                 cut_after_parting, consistent_chosen, parting_logp_margin,
+                                                 sound_chosen)
             pairs.extend(question_pairs)
             if not question_pairs:
                 drop = DROP_NO_DISTINCT_PAIR
@@ -234,12 +242,12 @@ def _drop_reason(group: list[ScoredSample], low: float, high: float) -> str | No
 def _pairs_for_question(
     group: list[ScoredSample], max_pairs: int, truncate_words: int | None, rng: random.Random,
     prefer_shared_prefix: bool = False, cut_after_parting: int | None = None, consistent_chosen: bool = False,
-    parting_logp_margin: float | None = None,
+    parting_logp_margin: float | None = None, sound_chosen: bool = False,
 ) -> list[Pair]:
     # Sorted so that the input order of the samples does not change the result.
     ordered = sorted(group, key=lambda s: (s.sample_index, s.text))
-    correct = _unique_texts([s for s in ordered if s.correct and not (consistent_chosen and false_equations(s.text))],
-                            truncate_words)
+    correct = _unique_texts([s for s in ordered if s.correct and not (consistent_chosen and false_equations(s.text))
+                             and not (sound_chosen and s.step_check == LUCKY)], truncate_words)
     wrong = _unique_texts([s for s in ordered if not s.correct], truncate_words)
     candidates = [
         (c_text, c, w_text, w)

@@ -23,7 +23,7 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
     """`sampler`: the model folder the rollouts sampled with, recorded in every pair (`sampling.model`)."""
 
     def run(io: StageIO) -> StageCounts:
-        records = scored_chains(rewards_dir)
+        records = scored_chains(rewards_dir, check_steps=config.pairs.sound_chosen)
         if config.pairs.parting_logp_margin is not None and records and records[0].get("token_logprobs") is None:
             raise ValueError(f"pairs.parting_logp_margin needs the sampled log-probs, which round {round_index}'s "
                              f"rollouts did not keep (they were sampled before the option was set): rerun with "
@@ -34,7 +34,8 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
                              prefer_shared_prefix=config.pairs.prefer_shared_prefix,
                              cut_after_parting=config.pairs.cut_after_parting,
                              consistent_chosen=config.pairs.consistent_chosen,
-                             parting_logp_margin=config.pairs.parting_logp_margin)
+                             parting_logp_margin=config.pairs.parting_logp_margin,
+                             sound_chosen=config.pairs.sound_chosen)
         rows = rows_by_id(config, round_index, {p.question_id for p in result.pairs})
         with (io.output / PAIRS_FILE).open("w") as fh:
             for pref in preference_rows(config, result.pairs, records, rows, round_index, sampler):
@@ -46,13 +47,21 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
     return run
 
 
-def scored_chains(rewards_dir: Path) -> list[dict]:
-    """A rewards stage's scored chains, with the sampled tokens when the rollouts kept their log-probs."""
+def scored_chains(rewards_dir: Path, check_steps: bool = False) -> list[dict]:
+    """A rewards stage's scored chains, with the sampled tokens when the rollouts kept their log-probs. With
+    `check_steps`, each gets `step_check` from its source's step checker, worked out from the text here (not read
+    from the stored column) so that rewards scored before the checker's `lucky` class existed are checked alike."""
+    from reasoner_ray.data.step_checks import step_check
+
     cols = ["question_id", "sample_index", "text", "value", "correct", "reason", "temperature", "finish_reason"]
     present = set(_parquet_columns(rewards_dir))
     if {"token_ids", "token_logprobs"} <= present:  # rollouts that kept their log-probs (older ones: no digest)
         cols += [c for c in SAMPLED_COLUMNS if c in present] + ["prompt_tokens"]
-    return read_table(rewards_dir, cols).to_pylist()
+    records = read_table(rewards_dir, cols).to_pylist()
+    if check_steps:
+        for r in records:
+            r["step_check"] = step_check(r["question_id"], r["text"], bool(r["correct"]))
+    return records
 
 
 def preference_rows(config: Config, pairs, records: list[dict], rows: dict[str, VQARow], round_index: int,

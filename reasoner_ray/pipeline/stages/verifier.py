@@ -5,8 +5,8 @@ round so far (rounds 1..k's rollouts, scored): per question and round, up to `ve
 (correct, incorrect) combinations, with no accuracy band (a question with one right chain in eight still says
 which steps are wrong), on whole chains (`verifier.whole_chains`, as V-STaR) or aimed at the step that goes wrong
 as the round's pairs are (`pairs.prefer_shared_prefix`, `pairs.cut_after_parting`); `pairs.consistent_chosen`
-applies to both. The reference log-probs come from the rollout engines where the SFT model sampled the
-chain (round 1), else from a pass. The verify stage then ranks chains by this model's implicit reward beside the
+and `pairs.sound_chosen` apply to both. The reference log-probs come from the rollout engines where the SFT model
+sampled the chain (round 1), else from a pass. The verify stage then ranks chains by this model's implicit reward beside the
 policy's. Output: `pairs.jsonl` (with reference log-probs), `stats.json` and `model/` (none when no round gave a
 pair: the record says `skipped`, and the verify stage ranks by the policy alone).
 """
@@ -40,7 +40,7 @@ def verifier_pair_options(config: Config) -> dict:
     return {"band": (0.0, 1.0), "max_pairs": config.verifier.max_pairs_per_question,
             "prefer_shared_prefix": config.pairs.prefer_shared_prefix and not whole,
             "cut_after_parting": None if whole else config.pairs.cut_after_parting,
-            "consistent_chosen": config.pairs.consistent_chosen}
+            "consistent_chosen": config.pairs.consistent_chosen, "sound_chosen": config.pairs.sound_chosen}
 
 
 def verifier_stage(config: Config, sft_model: str, rounds: list[tuple[int, Path, str]]) -> StageFn:
@@ -60,7 +60,7 @@ def verifier_stage(config: Config, sft_model: str, rounds: list[tuple[int, Path,
         pairs_path, stats = io.work / "pairs.jsonl", {}
         with pairs_path.open("w") as fh:
             for round_index, rewards_dir, sampler in rounds:
-                records = scored_chains(rewards_dir)
+                records = scored_chains(rewards_dir, check_steps=config.pairs.sound_chosen)
                 result = build_pairs((ScoredSample.from_record(r) for r in records),
                                      seed=config.run.seed * 1000 + 500 + round_index, **verifier_pair_options(config))
                 rows = rows_by_id(config, round_index, {p.question_id for p in result.pairs})
