@@ -162,7 +162,8 @@ def verifier_rows(label, extra: dict) -> list[str]:
 
 def diagnosis_table(manifest: Manifest, rounds: int) -> str:
     """Per stage with a diagnosis (core/diagnosis.py): chains, wrong ones, the share of checked wrong chains that
-    read the image right and went wrong in a step, the checker's classes, and questions inside the pair band."""
+    read the image right and went wrong in a step, the checker's classes, the share of checked right chains that
+    were lucky (a wrong step on the way to a guessed answer), and questions inside the pair band."""
     names = ["r0/eval", "r0/diagnose"] + [f"r{r}/{s}" for r in range(1, rounds + 1) for s in ("rewards", "eval")]
     lines = []
     for name in names:
@@ -172,12 +173,13 @@ def diagnosis_table(manifest: Manifest, rounds: int) -> str:
             continue
         if not lines:
             lines = ["| stage | chains | wrong | wrong in a step (read right) | classes of the wrong chains | "
-                     "questions in the pair band |", "|---|---|---|---|---|---|"]
+                     "right by luck | questions in the pair band |", "|---|---|---|---|---|---|---|"]
         share = "-" if d["step_error_share"] is None else f"{100 * d['step_error_share']:.1f}%"
+        lucky = "-" if d.get("lucky_share") is None else f"{100 * d['lucky_share']:.1f}%"  # older runs lack it
         classes = ", ".join(f"{k} {v}" for k, v in d["classes"].items()) or "-"
         band = f"{d['in_band']} of {d['questions']} (all right {d['all_right']}, all wrong {d['all_wrong']})" \
             if "in_band" in d else "-"
-        lines.append(f"| {name} | {d['chains']} | {d['wrong']} | {share} | {classes} | {band} |")
+        lines.append(f"| {name} | {d['chains']} | {d['wrong']} | {share} | {classes} | {lucky} | {band} |")
     return "\n".join(lines)
 
 

@@ -82,6 +82,16 @@ def test_checker_on_hand_made_chains():
         diag.WRONG_CONCLUSION
     assert check("3 x 7 = 21. 21 - 5 = 16. 16 - 2 = 14. 14 is option B.", "B", "choice", correct=True,
                  choices=choices) == diag.CORRECT
+    # a right answer reached through a wrong reading or step is lucky; one that leaves steps unwritten is not
+    assert check("3 x 7 = 21. 5 x 2 = 10. 21 is greater than 10.", "yes", "compare_products", correct=True) == \
+        diag.CORRECT
+    assert check("3 x 7 = 24. 5 x 2 = 10. 24 is greater than 10.", "yes", "compare_products", correct=True) == \
+        diag.LUCKY
+    assert check("3 x 7 = 21. 21 - 5 = 16. 16 - 2 = 12. 12 is option B.", "B", "choice", correct=True,
+                 choices=choices) == diag.LUCKY  # 16 - 2 = 12 is false, and 12 is not option B either
+    lucky_read = "The digits are red 9, blue 7, green 5 and orange 2. 9 x 7 = 63. 5 x 2 = 10. 63 is greater than 10."
+    assert tasks.check_chain(lucky_read, "compare_products", D, True) == diag.LUCKY
+    assert check("3 x 7 = 21.", "31", correct=True) == diag.CORRECT
     # negative intermediate results parse
     negative = "The digits are red 1, blue 2, green 9 and orange 8. 1 + 2 = 3. 3 - 9 = -6. -6 - 8 = -13.\n### Answer: -13"
     assert tasks.check_chain(negative, "add_sub_sub", [1, 2, 9, 8], False) == diag.ARITHMETIC_SLIP

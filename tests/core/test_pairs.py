@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reasoner_ray.core.diagnosis import CORRECT, LUCKY, WRONG_CONCLUSION
 from reasoner_ray.core.pairs import PairStats, ScoredSample, build_pairs, truncate
 from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow, SampledTokens
 
@@ -208,6 +209,24 @@ def test_a_right_answer_reached_through_a_false_step_is_never_chosen():
     chosen = {p.chosen for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3, consistent_chosen=True).pairs}
     assert chosen == {sound}
     assert {p.chosen for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3).pairs} == {lucky, sound}
+
+
+def test_a_chain_the_step_checker_calls_lucky_is_never_chosen_when_asked():
+    # a yes/no guessed right through a misread: every written equation is true, so consistent_chosen keeps it
+    lucky = ScoredSample("q", 0, "red 9 blue 7. 9 x 7 = 63. 63 is greater than 10.", 1.0, True, step_check=LUCKY)
+    sound = ScoredSample("q", 1, "red 3 blue 7. 3 x 7 = 21. 21 is greater than 10.", 1.0, True, step_check=CORRECT)
+    wrong = ScoredSample("q", 2, "red 3 blue 7. 3 x 7 = 21. 21 is not greater than 10.", 0.0, False,
+                         step_check=WRONG_CONCLUSION)
+    samples = [lucky, sound, wrong]
+    kept = build_pairs(samples, band=(0.0, 1.0), max_pairs=3, consistent_chosen=True, sound_chosen=True).pairs
+    assert [(p.chosen, p.rejected) for p in kept] == [(sound.text, wrong.text)]
+    assert {p.chosen for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3, consistent_chosen=True).pairs} == \
+        {lucky.text, sound.text}
+    # no checker for the source (step_check None): nothing is refused
+    unchecked = [replace(x, step_check=None) for x in samples]
+    assert len(build_pairs(unchecked, band=(0.0, 1.0), max_pairs=3, sound_chosen=True).pairs) == 2
+    assert ScoredSample.from_record({"question_id": "q", "sample_index": 0, "text": "t", "value": 1.0,
+                                     "correct": True, "step_check": ""}).step_check is None
 
 
 def test_only_pairs_that_part_on_a_likely_token_when_asked():

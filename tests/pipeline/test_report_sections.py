@@ -43,7 +43,7 @@ def manifest(tmp_path):
              rank_correlation_with_likelihood=rho)
     m.record("r0/diagnose", 50, 400, 1.0, diagnosis={
         "chains": 400, "wrong": 200, "questions": 50, "classes": {"arithmetic_slip": 150, "misread": 20},
-        "step_error_share": 150 / 170, "band": [0.25, 0.85], "in_band": 30, "all_right": 5, "all_wrong": 3})
+        "step_error_share": 150 / 170, "lucky_share": 0.125, "band": [0.25, 0.85], "in_band": 30, "all_right": 5, "all_wrong": 3})
     return m
 
 
@@ -65,7 +65,7 @@ def test_group_dpo_and_verifier_tables(tmp_path):
             "60.0 (T = 3 sd) |") in verifier
     assert "| 1 | majority | 50.0 ± 1.0 | +0.0 ± 2.0 | - | - | - |" in verifier
     diagnosis = diagnosis_table(m, 1)
-    assert ("| r0/diagnose | 400 | 200 | 88.2% | arithmetic_slip 150, misread 20 | 30 of 50 (all right 5, "
+    assert ("| r0/diagnose | 400 | 200 | 88.2% | arithmetic_slip 150, misread 20 | 12.5% | 30 of 50 (all right 5, "
             "all wrong 3) |") in diagnosis
     path = write_report(m, 1, tmp_path / "report", "t")
     text = path.read_text()

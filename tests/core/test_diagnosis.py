@@ -1,0 +1,35 @@
+"""core/diagnosis.py on hand-made records: the classes of the wrong chains, the share that went wrong in a step,
+the share of right chains that were lucky, and the questions in the band.
+
+Question a: 4 chains, values 1, 1, 0, 0 (accuracy 0.5, in [0.25, 0.85]); question b: 2 chains, both right (1.0,
+all right); question c: one wrong chain with no checker (0.0, all wrong); one timed-out chain is left out.
+Wrong chains checked: arithmetic_slip, misread -> step_error_share 1/2. Right chains checked: correct, lucky,
+correct, correct -> lucky_share 1/4.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from reasoner_ray.core.diagnosis import ARITHMETIC_SLIP, CORRECT, LUCKY, MISREAD, diagnose
+
+
+def record(qid: str, value: float, check: str | None, reason: str | None = None) -> dict:
+    return {"question_id": qid, "value": value, "step_check": check, "reason": reason}
+
+
+def test_diagnosis_worked_by_hand():
+    records = [record("a", 1.0, CORRECT), record("a", 1.0, LUCKY), record("a", 0.0, ARITHMETIC_SLIP),
+               record("a", 0.0, MISREAD), record("b", 1.0, CORRECT), record("b", 1.0, CORRECT),
+               record("c", 0.0, ""), record("c", 0.0, None, reason="timeout")]
+    d = diagnose(records, (0.25, 0.85))
+    assert (d["chains"], d["wrong"], d["questions"]) == (7, 3, 3)
+    assert d["classes"] == {ARITHMETIC_SLIP: 1, MISREAD: 1}
+    assert d["step_error_share"] == pytest.approx(0.5)
+    assert d["lucky_share"] == pytest.approx(0.25)
+    assert (d["in_band"], d["all_right"], d["all_wrong"]) == (1, 1, 1)
+
+
+def test_no_checker_gives_no_shares():
+    d = diagnose([record("a", 1.0, ""), record("a", 0.0, "")])
+    assert d["step_error_share"] is None and d["lucky_share"] is None and "in_band" not in d
