@@ -147,6 +147,8 @@ class PairStats:
     dropped_all_wrong: int = 0
     dropped_outside_band: int = 0
     dropped_no_distinct_pair: int = 0
+    # correct chains of kept-band questions never chosen: a false equation (consistent_chosen) or lucky (sound_chosen)
+    chosen_refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -197,15 +199,17 @@ def build_pairs(
 
     pairs: list[Pair] = []
     drops: Counter[str] = Counter()
+    refused = 0
     for question_id in sorted(by_question):
         group = by_question[question_id]
         drop = _drop_reason(group, low, high)
         if drop is None:
             rng = random.Random(f"{seed}:{question_id}")  # str seeds hash stably across processes
-            question_pairs = _pairs_for_question(group, max_pairs, truncate_words, rng, prefer_shared_prefix,
-                                                 cut_after_parting, consistent_chosen, parting_logp_margin,
-                                                 sound_chosen)
+            question_pairs, question_refused = _pairs_for_question(
+                group, max_pairs, truncate_words, rng, prefer_shared_prefix, cut_after_parting, consistent_chosen,
+                parting_logp_margin, sound_chosen)
             pairs.extend(question_pairs)
+            refused += question_refused
             if not question_pairs:
                 drop = DROP_NO_DISTINCT_PAIR
         if drop is not None:
@@ -217,6 +221,7 @@ def build_pairs(
         questions_seen=len(by_question),
         questions_kept=len(by_question) - sum(drops.values()),
         pairs=len(pairs),
+        chosen_refused=refused,
         **{f"dropped_{reason}": count for reason, count in drops.items()},
     )
     return PairResult(pairs, stats)
@@ -243,11 +248,14 @@ def _pairs_for_question(
     group: list[ScoredSample], max_pairs: int, truncate_words: int | None, rng: random.Random,
     prefer_shared_prefix: bool = False, cut_after_parting: int | None = None, consistent_chosen: bool = False,
     parting_logp_margin: float | None = None, sound_chosen: bool = False,
-) -> list[Pair]:
+) -> tuple[list[Pair], int]:
+    """(the question's pairs, how many of its correct chains were refused as chosen)."""
     # Sorted so that the input order of the samples does not change the result.
     ordered = sorted(group, key=lambda s: (s.sample_index, s.text))
-    correct = _unique_texts([s for s in ordered if s.correct and not (consistent_chosen and false_equations(s.text))
-                             and not (sound_chosen and s.step_check == LUCKY)], truncate_words)
+    right = [s for s in ordered if s.correct]
+    choosable = [s for s in right if not (consistent_chosen and false_equations(s.text))
+                 and not (sound_chosen and s.step_check == LUCKY)]
+    correct = _unique_texts(choosable, truncate_words)
     wrong = _unique_texts([s for s in ordered if not s.correct], truncate_words)
     candidates = [
         (c_text, c, w_text, w)
@@ -289,7 +297,7 @@ def _pairs_for_question(
             rejected_truncated=w_text != w.text,
         )
         for c_text, c, w_text, w in picked
-    ]
+    ], len(right) - len(choosable)
 
 
 def shared_prefix_words(a: str, b: str) -> int:

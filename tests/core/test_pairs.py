@@ -206,8 +206,8 @@ def test_a_right_answer_reached_through_a_false_step_is_never_chosen():
     sound = "6 x 6 = 36. 36 + 3 = 39. So the answer is 39."
     wrong = "6 x 6 = 36. 36 + 3 = 38. So the answer is 38."
     samples = [sample("q", 0, True, lucky), sample("q", 1, True, sound), sample("q", 2, False, wrong)]
-    chosen = {p.chosen for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3, consistent_chosen=True).pairs}
-    assert chosen == {sound}
+    result = build_pairs(samples, band=(0.0, 1.0), max_pairs=3, consistent_chosen=True)
+    assert {p.chosen for p in result.pairs} == {sound} and result.stats.chosen_refused == 1
     assert {p.chosen for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3).pairs} == {lucky, sound}
 
 
@@ -218,8 +218,9 @@ def test_a_chain_the_step_checker_calls_lucky_is_never_chosen_when_asked():
     wrong = ScoredSample("q", 2, "red 3 blue 7. 3 x 7 = 21. 21 is not greater than 10.", 0.0, False,
                          step_check=WRONG_CONCLUSION)
     samples = [lucky, sound, wrong]
-    kept = build_pairs(samples, band=(0.0, 1.0), max_pairs=3, consistent_chosen=True, sound_chosen=True).pairs
-    assert [(p.chosen, p.rejected) for p in kept] == [(sound.text, wrong.text)]
+    result = build_pairs(samples, band=(0.0, 1.0), max_pairs=3, consistent_chosen=True, sound_chosen=True)
+    assert [(p.chosen, p.rejected) for p in result.pairs] == [(sound.text, wrong.text)]
+    assert result.stats.chosen_refused == 1
     assert {p.chosen for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3, consistent_chosen=True).pairs} == \
         {lucky.text, sound.text}
     # no checker for the source (step_check None): nothing is refused
