@@ -6,8 +6,9 @@ where no checker applies). Returns the
 chains and wrong chains counted, the checker's classes of the wrong ones, the share of checked wrong chains that
 read their input right and went wrong in a step (`step_error_share`: DPO on the language model can fix those;
 a misread it cannot), the share of checked right chains whose written steps are wrong somewhere (`lucky_share`:
-a guessed yes/no or option; as a chosen chain such a chain teaches its wrong step), and with a band, how many questions have a sample accuracy inside it. Chains that cannot
-be scored (metrics.UNSCORED_REASONS) are left out. Pure.
+a guessed yes/no or option; as a chosen chain such a chain teaches its wrong step), and with a band, how many
+questions have a sample accuracy inside it. Chains that cannot be scored (metrics.UNSCORED_REASONS) are left out.
+Pure.
 """
 
 from __future__ import annotations

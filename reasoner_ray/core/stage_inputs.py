@@ -26,7 +26,8 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     # reuse_sampled_logps decides where a completion ends (the sampled end-of-turn, or TRL's whole turn)
     "reference": ("dpo.reference", "dpo.reuse_sampled_logps", "train.max_length"),
     "dpo": ("dpo.loss", "dpo.beta", "dpo.label_smoothing", "dpo.nll_weight", "dpo.dpop_lambda", "dpo.lr",
-            "dpo.global_batch_size", "dpo.epochs", "dpo.freeze_vision", "dpo.freeze_projector", "dpo.reuse_sampled_logps", *_TRAINING),
+            "dpo.global_batch_size", "dpo.epochs", "dpo.freeze_vision", "dpo.freeze_projector",
+            "dpo.reuse_sampled_logps", *_TRAINING),
     "verifier": ("verifier", "pairs.prefer_shared_prefix", "pairs.cut_after_parting", "pairs.consistent_chosen",
                  "pairs.sound_chosen", "train.max_length", *_TRAINING),
     "verify": ("data.eval", "data.validation", "eval.samples", "eval.sample_temperature", "eval.max_tokens",

@@ -43,7 +43,8 @@ def manifest(tmp_path):
              rank_correlation_with_likelihood=rho)
     m.record("r0/diagnose", 50, 400, 1.0, diagnosis={
         "chains": 400, "wrong": 200, "questions": 50, "classes": {"arithmetic_slip": 150, "misread": 20},
-        "step_error_share": 150 / 170, "lucky_share": 0.125, "band": [0.25, 0.85], "in_band": 30, "all_right": 5, "all_wrong": 3})
+        "step_error_share": 150 / 170, "lucky_share": 0.125, "band": [0.25, 0.85], "in_band": 30, "all_right": 5,
+        "all_wrong": 3})
     return m
 
 
