@@ -28,6 +28,7 @@ from reasoner_ray.core.diagnosis import (
     LUCKY,
     MISREAD,
     NO_STEPS,
+    STEP_ERRORS,
     WRONG_CONCLUSION,
     WRONG_OPERANDS,
 )
@@ -233,7 +234,7 @@ def check_chain(text: str, kind_name: str, digits: list[int], correct: bool,
     (steps left unwritten are not wrong)."""
     error = _first_error(text, kind_name, digits, choices)
     if correct:
-        return LUCKY if error in (MISREAD, ARITHMETIC_SLIP, WRONG_OPERANDS, WRONG_CONCLUSION) else CORRECT
+        return LUCKY if error in (MISREAD, *STEP_ERRORS) else CORRECT
     return error or WRONG_CONCLUSION  # every step right, the final answer wrong
 
 

@@ -31,9 +31,9 @@ class PairLogps:
 
 @dataclass(frozen=True)
 class LossSettings:
-    beta: float = 0.1
-    label_smoothing: float = 0.0
-    dpop_lambda: float = 50.0  # Pal et al.'s value for their maths data
+    beta: float
+    label_smoothing: float
+    dpop_lambda: float
 
 
 def _margin(lp: PairLogps):
@@ -66,7 +66,7 @@ DPO_LOSSES: dict[str, LossFn] = {"sigmoid": _sigmoid, "ipo": _ipo, "dpop": _dpop
 
 
 def dpo_loss(lp: PairLogps, loss_type: str = "sigmoid", beta: float = 0.1, label_smoothing: float = 0.0,
-             nll_weight: float = 0.0, dpop_lambda: float = 50.0):
+             nll_weight: float = 0.0, dpop_lambda: float = 50.0):  # Pal et al.'s lambda for maths
     """(scalar loss = batch mean, metrics dict of floats under TRL's names)."""
     try:
         loss_fn = DPO_LOSSES[loss_type]

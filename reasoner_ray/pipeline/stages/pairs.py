@@ -51,14 +51,14 @@ def scored_chains(rewards_dir: Path, check_steps: bool = False) -> list[dict]:
     """A rewards stage's scored chains, with the sampled tokens when the rollouts kept their log-probs. With
     `check_steps`, each gets `step_check` from its source's step checker, worked out from the text here (not read
     from the stored column) so that rewards scored before the checker's `lucky` class existed are checked alike."""
-    from reasoner_ray.data.step_checks import step_check
-
     cols = ["question_id", "sample_index", "text", "value", "correct", "reason", "temperature", "finish_reason"]
     present = set(_parquet_columns(rewards_dir))
     if {"token_ids", "token_logprobs"} <= present:  # rollouts that kept their log-probs (older ones: no digest)
         cols += [c for c in SAMPLED_COLUMNS if c in present] + ["prompt_tokens"]
     records = read_table(rewards_dir, cols).to_pylist()
     if check_steps:
+        from reasoner_ray.data.step_checks import step_check
+
         for r in records:
             r["step_check"] = step_check(r["question_id"], r["text"], bool(r["correct"]))
     return records
