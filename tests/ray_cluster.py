@@ -60,8 +60,6 @@ def _temp_dir(prefix: str) -> Path:
 @contextmanager
 def local_cluster(num_cpus: int = 2, worker_cpus: tuple[int, ...] = ()):
     """A head node with `num_cpus` CPUs plus one worker node per entry of `worker_cpus`."""
-    temp = _temp_dir("rc-")
-    gcs_port, dash_port = free_port(), free_port()
     env = {
         **os.environ,
         "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
@@ -74,10 +72,21 @@ def local_cluster(num_cpus: int = 2, worker_cpus: tuple[int, ...] = ()):
         "RAY_health_check_failure_threshold": "3",
     }
     env.pop("RAY_ADDRESS", None)
-    start = [str(BIN / "ray"), "start", "--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
-             f"--num-cpus={num_cpus}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
-             f"--temp-dir={temp}", "--disable-usage-stats", "--include-dashboard=true", *_agent_ports()]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+
+    def start_head():
+        nonlocal temp, gcs_port, dash_port
+        temp = _temp_dir("rc-")
+        gcs_port, dash_port = free_port(), free_port()
+        return [str(BIN / "ray"), "start", "--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
+                f"--num-cpus={num_cpus}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
+                f"--temp-dir={temp}", "--disable-usage-stats", "--include-dashboard=true", *_agent_ports()]
+
+    def clean_head():
+        _stop_processes([str(temp), f"--gcs-address=127.0.0.1:{gcs_port}", f"--gcs_server_port={gcs_port}"])
+        shutil.rmtree(temp, ignore_errors=True)
+
+    temp, gcs_port, dash_port = Path(), 0, 0
+    _ray_start(start_head, clean_head, env, "the head node")
     cluster = {"address": f"http://127.0.0.1:{dash_port}", "env": env, "gcs": f"127.0.0.1:{gcs_port}",
                "temp": temp, "nodes": []}
     try:
@@ -89,24 +98,47 @@ def local_cluster(num_cpus: int = 2, worker_cpus: tuple[int, ...] = ()):
             if not node.get("killed"):
                 kill_node(node)
             shutil.rmtree(node["temp"], ignore_errors=True)
-        # Stop only this cluster's processes (by its temp dir or GCS port), never every Ray on the machine:
-        # politely first, then SIGKILL what is left (gcs_server can outlive a SIGTERM).
-        patterns = [str(temp), f"--gcs-address=127.0.0.1:{gcs_port}", f"--gcs_server_port={gcs_port}"]
-        for signal_flag in ("-TERM", "-KILL"):
-            for pattern in patterns:
-                subprocess.run(["pkill", signal_flag, "-f", "--", pattern], check=False)
-            time.sleep(2)
-        shutil.rmtree(temp, ignore_errors=True)
+        clean_head()
+
+
+def _stop_processes(patterns: list[str]) -> None:
+    """Stop the processes whose command line holds one of `patterns` (one cluster's temp dir or GCS port), never
+    every Ray on the machine: politely first, then SIGKILL what is left (gcs_server can outlive a SIGTERM)."""
+    for signal_flag in ("-TERM", "-KILL"):
+        for pattern in patterns:
+            subprocess.run(["pkill", signal_flag, "-f", "--", pattern], check=False)
+        time.sleep(2)
+
+
+def _ray_start(command, clean, env: dict, what: str, attempts: int = 3) -> None:
+    """Run the `ray start` that `command()` builds. A port picked by free_port() can be taken by another process
+    before Ray binds it, and `ray start` then exits 1: such a start is cleaned up (`clean()`) and built again on
+    fresh ports; after `attempts` failures the last one's output is raised."""
+    for attempt in range(1, attempts + 1):
+        run = subprocess.run(command(), check=False, env=env, capture_output=True, text=True, timeout=120)
+        if run.returncode == 0:
+            return
+        clean()
+        if attempt == attempts:
+            raise RuntimeError(f"`ray start` of {what} failed {attempts} times; the last said:\n"
+                               f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
 
 
 def add_node(cluster: dict, num_cpus: int = 1) -> dict:
     """Join one more node to the cluster (as an autoscaler would); returns {"port", "temp", "id"}."""
-    temp = _temp_dir("rn-")
-    port = free_port()
-    start = [str(BIN / "ray"), "start", f"--address={cluster['gcs']}", "--node-ip-address=127.0.0.1",
-             f"--num-cpus={num_cpus}", f"--node-manager-port={port}", f"--temp-dir={temp}",
-             "--disable-usage-stats", *_agent_ports()]
-    subprocess.run(start, env=cluster["env"], check=True, capture_output=True, timeout=120)
+    def start_node():
+        nonlocal temp, port
+        temp, port = _temp_dir("rn-"), free_port()
+        return [str(BIN / "ray"), "start", f"--address={cluster['gcs']}", "--node-ip-address=127.0.0.1",
+                f"--num-cpus={num_cpus}", f"--node-manager-port={port}", f"--temp-dir={temp}",
+                "--disable-usage-stats", *_agent_ports()]
+
+    def clean_node():
+        kill_node({"port": port, "temp": temp})
+        shutil.rmtree(temp, ignore_errors=True)
+
+    temp, port = Path(), 0
+    _ray_start(start_node, clean_node, cluster["env"], "a worker node")
     node = {"port": port, "temp": temp, "id": None}
     cluster["nodes"].append(node)
     deadline = time.time() + 60
