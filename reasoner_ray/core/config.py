@@ -47,6 +47,9 @@ class TinyModelConfig(_Section):
     # models). A tower this small, trained from scratch, passes shape features on to the language model only
     # when they start larger: single handwritten digits were learned to 87% in 300 steps at 20, not at all at 1.
     vision_init_scale: float = Field(default=1.0, gt=0)
+    # One token per digit, as Qwen2's own tokenizer splits numbers. Off: the BPE learns whole numbers ("44") as
+    # single tokens from the corpus, so sums are looked up rather than written digit by digit (docs/method.md).
+    split_digits: bool = False
 
 
 class ModelConfig(_Section):

@@ -36,7 +36,10 @@ VISION_PARTS = ("visual.", "vision_tower.", "vision_model.")  # parameter-name p
 
 
 def tiny_model_key(family: str, size: TinyModelConfig, seed: int) -> str:
-    blob = json.dumps({"family": family, "size": size.model_dump(), "seed": seed, "v": BUILD_VERSION}, sort_keys=True)
+    settings = size.model_dump()
+    if not settings["split_digits"]:  # added later: off, a model keeps the folder (and the key) it had before
+        del settings["split_digits"]
+    blob = json.dumps({"family": family, "size": settings, "seed": seed, "v": BUILD_VERSION}, sort_keys=True)
     return f"tiny-{family}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
@@ -328,7 +331,7 @@ def build_tiny_model(family: str, size: TinyModelConfig, seed: int, out_dir: str
     if family not in FAMILIES:
         raise ValueError(f"model.family {family!r} is not one of {sorted(FAMILIES)}")
     torch.manual_seed(seed)
-    tokenizer = train_tokenizer(_tokenizer_corpus(), size.vocab_size, family)
+    tokenizer = train_tokenizer(_tokenizer_corpus(), size.vocab_size, family, size.split_digits)
     model, processor = FAMILIES[family](size, tokenizer)
     if size.vision_init_scale != 1.0:
         with torch.no_grad():

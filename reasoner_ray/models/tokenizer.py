@@ -69,14 +69,17 @@ def chat_template(family: str) -> str:
     return CHAT_TEMPLATE.replace("{{ IMAGE_SLOT }}", IMAGE_SLOTS[family])
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int, family: str):
-    """A PreTrainedTokenizerFast with pad = <|endoftext|>, eos = <|im_end|> and the family's chat template."""
+def train_tokenizer(corpus: Iterable[str], vocab_size: int, family: str, split_digits: bool = False):
+    """A PreTrainedTokenizerFast with pad = <|endoftext|>, eos = <|im_end|> and the family's chat template;
+    with `split_digits`, every digit is a token of its own."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     family_tokens = FAMILY_SPECIAL_TOKENS.get(family, {"image_token": IMAGE_TOKENS[family]})
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                         if split_digits else byte_level)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

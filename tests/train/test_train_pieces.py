@@ -218,6 +218,23 @@ def test_every_family_has_one_entry_in_each_registry():
     assert families == set(FAMILIES) == set(IMAGE_SLOTS) == set(IMAGE_TOKENS) == set(PROJECTORS)
 
 
+def test_split_digits_gives_every_digit_its_own_token_and_decodes_back():
+    """Off, a corpus full of sums teaches the BPE whole numbers ("44" one token); on, no token holds two digits."""
+    from reasoner_ray.models.tokenizer import train_tokenizer
+
+    corpus = [f"{a} + {b} = {a + b}." for a in range(10, 60) for b in range(2, 10)] * 4
+    text = "36 + 8 = 44. 44 x 7 = 308."
+    pieces = {}
+    for split in (False, True):
+        tok = train_tokenizer(corpus, 400, "qwen2_vl", split_digits=split)
+        ids = tok(text)["input_ids"]
+        assert tok.decode(ids) == text
+        pieces[split] = [tok.decode([i]) for i in ids]
+    assert " 44" in pieces[False]
+    assert all(sum(c.isdigit() for c in p) <= 1 for p in pieces[True])
+    assert [p.strip() for p in pieces[True] if p.strip().isdigit()] == list("36844447308")
+
+
 def test_progress_lines_skip_a_metrics_line_still_being_written(tmp_path, caplog):
     """The trainer appends to metrics.jsonl while the driver's progress thread reads it: a half-written last line
     is left for the next poll, not a crash of the thread."""
