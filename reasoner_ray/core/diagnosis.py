@@ -8,7 +8,7 @@ read their input right and went wrong in a step (`step_error_share`: DPO on the 
 a misread it cannot), the share of checked right chains whose written steps are wrong somewhere (`lucky_share`:
 a guessed yes/no or option; as a chosen chain such a chain teaches its wrong step), and with a band, how many
 questions have a sample accuracy inside it. Chains that cannot be scored (metrics.UNSCORED_REASONS) are left out.
-Pure.
+`precondition_failures(diagnosis)` says, in words, what in it rules the DPO rounds out. Pure.
 """
 
 from __future__ import annotations
@@ -58,3 +58,27 @@ def diagnose(records: Iterable[dict], band: tuple[float, float] | None = None) -
         out.update(band=list(band), in_band=sum(lo <= a <= hi for a in accs),
                    all_right=sum(a == 1.0 for a in accs), all_wrong=sum(a == 0.0 for a in accs))
     return out
+
+
+# The share of checked wrong chains that must read the input right for DPO rounds on the language model to have
+# something to fix (the precondition of docs/method.md: a model that cannot read gains nothing from them).
+MIN_STEP_ERROR_SHARE = 0.7
+
+
+def precondition_failures(diagnosis: dict) -> list[str]:
+    """Why DPO rounds on this SFT model's chains are unlikely to raise CoT, one sentence each; [] if nothing says so
+    (or there is no step checker to ask)."""
+    failures = []
+    share = diagnosis.get("step_error_share")
+    checked = sum(diagnosis.get("classes", {}).values())
+    if share is not None and share < MIN_STEP_ERROR_SHARE:
+        misread = diagnosis["classes"].get(MISREAD, 0)
+        failures.append(
+            f"only {100 * share:.1f}% of the SFT model's checked wrong chains read the input right and went wrong in "
+            f"a step ({misread:,} of {checked:,} misread it; the method needs at least {100 * MIN_STEP_ERROR_SHARE:.0f}%): "
+            "DPO of the language model does not repair reading, so the rounds are unlikely to raise CoT")
+    if diagnosis.get("in_band") == 0:
+        lo, hi = diagnosis["band"]
+        failures.append(f"no question has a sample accuracy inside the pair band [{lo}, {hi}], so the rounds will "
+                        "find few or no preference pairs")
+    return failures

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from reasoner_ray.core.config import Config
 from reasoner_ray.core.data_regime import rollout_source
+from reasoner_ray.core.diagnosis import precondition_failures
 from reasoner_ray.core.metrics import majority_baseline
 from reasoner_ray.core.rundir import round_stage
 from reasoner_ray.pipeline.prefetch import Prefetch
@@ -86,6 +87,7 @@ def run_pipeline(config: Config, redo: str | None = None) -> RunResult:
 
     started = time.time()
     runner = StageRunner(config, redo)
+    warnings: list[str] = []  # shown on the console and kept in the report's notes
     policy = resolve_model_path(config)
     log.info("base model: %s", policy)
     preflight(config, runner.manifest, policy)
@@ -99,7 +101,10 @@ def run_pipeline(config: Config, redo: str | None = None) -> RunResult:
         policy = str(runner.output("sft") / MODEL_DIR)
         runner.run("r0/eval", eval_stage(config, policy, 0, _prefetch(config, runner, policy, 0)))
         if diagnoses(config):
-            runner.run("r0/diagnose", diagnose_stage(config, policy))
+            diagnosis = runner.run("r0/diagnose", diagnose_stage(config, policy)).extra["diagnosis"]
+            for failure in precondition_failures(diagnosis):
+                log.warning("r0/diagnose: %s (docs/method.md)", failure)
+                warnings.append(f"precondition not met (r0/diagnose): {failure}")
     reference = sft_model = policy
 
     for r in range(1, config.rounds + 1):
@@ -127,7 +132,7 @@ def run_pipeline(config: Config, redo: str | None = None) -> RunResult:
     report_dir.mkdir(parents=True, exist_ok=True)
     notes = [f"majority-answer baseline on the evaluation split: {100 * _majority_baseline(config):.1f}%",
              f"final model: {policy}", f"total wall time this invocation: {time.time() - started:.0f} s",
-             f"config: {config.run.dir}/config.json"]
+             f"config: {config.run.dir}/config.json", *warnings]
     path = write_report(runner.manifest, config.rounds, report_dir, f"reasoner-ray run: {config.run.name}", notes)
     runner.run_dir.commit("report")
     return RunResult(path, markdown_table(report_rows(runner.manifest, config.rounds)), policy)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from reasoner_ray.core.diagnosis import ARITHMETIC_SLIP, CORRECT, LUCKY, MISREAD, diagnose
+from reasoner_ray.core.diagnosis import ARITHMETIC_SLIP, CORRECT, LUCKY, MISREAD, diagnose, precondition_failures
 
 
 def record(qid: str, value: float, check: str | None, reason: str | None = None) -> dict:
@@ -33,3 +33,20 @@ def test_diagnosis_worked_by_hand():
 def test_no_checker_gives_no_shares():
     d = diagnose([record("a", 1.0, ""), record("a", 0.0, "")])
     assert d["step_error_share"] is None and d["lucky_share"] is None and "in_band" not in d
+
+
+def test_a_model_that_misreads_fails_the_precondition_and_one_that_slips_passes():
+    # 3 of 4 checked wrong chains misread: step_error_share 0.25, under 0.7 (question a at 2 of 6 is in the band)
+    misreads = [record("a", 0.0, MISREAD)] * 3 + [record("a", 0.0, ARITHMETIC_SLIP)] + [record("a", 1.0, CORRECT)] * 2
+    failures = precondition_failures(diagnose(misreads, (0.25, 0.85)))
+    assert len(failures) == 1 and "only 25.0%" in failures[0] and "3 of 4 misread" in failures[0]
+    # 7 of 10 slip in a step: exactly the 70% the method needs; question a (10 of 20 right) is in the band
+    slips = [record("a", 0.0, ARITHMETIC_SLIP)] * 7 + [record("a", 0.0, MISREAD)] * 3 + [record("a", 1.0, CORRECT)] * 10
+    assert precondition_failures(diagnose(slips, (0.25, 0.85))) == []
+
+
+def test_no_question_in_the_band_fails_the_precondition_and_no_checker_says_nothing():
+    all_right = [record("a", 1.0, CORRECT), record("a", 1.0, CORRECT)]
+    failures = precondition_failures(diagnose(all_right, (0.25, 0.85)))
+    assert len(failures) == 1 and "[0.25, 0.85]" in failures[0]
+    assert precondition_failures(diagnose([record("a", 0.0, ""), record("a", 1.0, "")])) == []
