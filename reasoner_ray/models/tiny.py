@@ -13,6 +13,7 @@ transformers reads that layout back.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,11 +37,16 @@ VISION_PARTS = ("visual.", "vision_tower.", "vision_model.")  # parameter-name p
 
 
 def tiny_model_key(family: str, size: TinyModelConfig, seed: int) -> str:
-    settings = size.model_dump()
-    if not settings["split_digits"]:  # added later: off, a model keeps the folder (and the key) it had before
-        del settings["split_digits"]
-    blob = json.dumps({"family": family, "size": settings, "seed": seed, "v": BUILD_VERSION}, sort_keys=True)
+    """The cache folder's name: every input of the build, the tokenizer's corpus included (its sentences change
+    with the prompts and the teacher's wordings, and a tokenizer trained on other text is another model)."""
+    blob = json.dumps({"family": family, "size": size.model_dump(), "seed": seed, "v": BUILD_VERSION,
+                       "corpus": _corpus_digest()}, sort_keys=True)
     return f"tiny-{family}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+@functools.cache
+def _corpus_digest() -> str:
+    return hashlib.sha256("\n".join(_tokenizer_corpus()).encode()).hexdigest()
 
 
 def _tokenizer_corpus() -> list[str]:

@@ -277,3 +277,20 @@ def test_sampled_log_probs_are_reused_only_after_the_same_prompt(digest, prompt_
     example = {"messages": [], "chosen": "so 5", "rejected": "so six", "chosen_truncated": False,
                "rejected_truncated": False, "prompt_length": 7, "prompt_digest": "abc"}
     assert sampled_logps(_Encoder(), example, row, max_length=64) == ((-0.875, -3.5) if reused else None)
+
+
+def test_the_tiny_models_cache_key_follows_the_tokenizers_corpus(monkeypatch):
+    """A cached model built from an older corpus (other prompts or teacher wordings) is not reused: its tokenizer
+    numbers the same tokens in another order, so it is another model."""
+    from reasoner_ray.core.config import TinyModelConfig
+    from reasoner_ray.models import tiny
+
+    size = TinyModelConfig()
+    key = tiny.tiny_model_key("qwen2_vl", size, 0)
+    assert tiny.tiny_model_key("qwen2_vl", size, 0) == key and tiny.tiny_model_key("qwen2_vl", size, 1) != key
+    monkeypatch.setattr(tiny, "_tokenizer_corpus", lambda: ["The digits are red 5 and blue 4."])
+    tiny._corpus_digest.cache_clear()
+    try:
+        assert tiny.tiny_model_key("qwen2_vl", size, 0) != key
+    finally:
+        tiny._corpus_digest.cache_clear()
