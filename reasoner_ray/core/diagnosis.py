@@ -8,7 +8,7 @@ read their input right and went wrong in a step (`step_error_share`: DPO on the 
 a misread it cannot), the share of checked right chains whose written steps are wrong somewhere (`lucky_share`:
 a guessed yes/no or option; as a chosen chain such a chain teaches its wrong step), and with a band, how many
 questions have a sample accuracy inside it. Chains that cannot be scored (metrics.UNSCORED_REASONS) are left out.
-`precondition_failures(diagnosis)` says, in words, what in it rules the DPO rounds out. Pure.
+`precondition_failures(diagnosis)` says, in words, what in it makes DPO rounds unlikely to pay. Pure.
 """
 
 from __future__ import annotations
