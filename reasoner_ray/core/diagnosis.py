@@ -69,13 +69,11 @@ def precondition_failures(diagnosis: dict) -> list[str]:
     """Why DPO rounds on this SFT model's chains are unlikely to raise CoT, one sentence each; [] if nothing says so
     (or there is no step checker to ask)."""
     failures = []
-    share = diagnosis.get("step_error_share")
-    checked = sum(diagnosis.get("classes", {}).values())
+    share, classes = diagnosis.get("step_error_share"), diagnosis.get("classes", {})
     if share is not None and share < MIN_STEP_ERROR_SHARE:
-        misread = diagnosis["classes"].get(MISREAD, 0)
         failures.append(
             f"only {100 * share:.1f}% of the SFT model's checked wrong chains read the input right and went wrong in "
-            f"a step ({misread:,} of {checked:,} misread it; the method needs at least {100 * MIN_STEP_ERROR_SHARE:.0f}%): "
+            f"a step ({classes.get(MISREAD, 0):,} of {sum(classes.values()):,} misread it; the method needs at least {100 * MIN_STEP_ERROR_SHARE:.0f}%): "
             "DPO of the language model does not repair reading, so the rounds are unlikely to raise CoT")
     if diagnosis.get("in_band") == 0:
         lo, hi = diagnosis["band"]
