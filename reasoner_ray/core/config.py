@@ -225,6 +225,9 @@ class PairConfig(_Section):
     # Nor one its source's step checker calls lucky: a misread or a wrong step on the way to a guessed yes/no or
     # option (data/step_checks.py; it reads the row's annotation; sources without a checker are not filtered)
     sound_chosen: bool = False
+    # Nor is a wrong chain rejected that the checker calls a misread, so pairs part at a step: DPO of the language
+    # model cannot teach reading, and reading pairs taught misreads (docs/method.md). The verifier still sees them.
+    steps_rejected: bool = False
     # Only pairs that part on a token the policy found likely: the rejected token at most this many nats below the
     # chosen one (core/pairs.py); needs the rollouts' log-probs, which the rollouts then keep
     parting_logp_margin: float | None = Field(default=None, ge=0)

@@ -10,7 +10,10 @@ does not depend on the order of the samples or on which other questions are in t
 consistency.py: right by luck, it would teach the false step); it can still be a rejected chain if it was wrong.
 `sound_chosen` goes further where the source has a step checker (reasoner_ray/data/step_checks.py: it uses the
 row's annotation, which outcome-only data lacks): a correct chain the checker calls lucky (a digit misread or a
-step wrong on the way to a guessed yes/no or option) is never chosen.
+step wrong on the way to a guessed yes/no or option) is never chosen. `steps_rejected` is its counterpart on the
+other side: a wrong chain the checker calls a misread is never rejected, so every pair parts at a reasoning step.
+DPO of the language model cannot teach reading (the paper's recipe freezes the vision tower), and pairs that part
+at a digit's reading were measured to teach misreads (docs/method.md).
 
 Two options aim a pair at the step where a chain goes wrong (Step-DPO, arXiv 2406.18629): `prefer_shared_prefix`
 picks, among a question's (correct, incorrect) combinations, those whose chains share the longest word prefix first
@@ -40,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from reasoner_ray.core.diagnosis import LUCKY
+from reasoner_ray.core.diagnosis import LUCKY, MISREAD
 from reasoner_ray.core.reward import GOLD_ERROR, TIMEOUT, UNPARSED
 from reasoner_ray.core.reward.consistency import false_equations
 from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow
@@ -149,6 +152,8 @@ class PairStats:
     dropped_no_distinct_pair: int = 0
     # correct chains of kept-band questions never chosen: a false equation (consistent_chosen) or lucky (sound_chosen)
     chosen_refused: int = 0
+    # wrong chains of kept-band questions never rejected: misreads (steps_rejected)
+    rejected_refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -171,6 +176,7 @@ def build_pairs(
     consistent_chosen: bool = False,
     parting_logp_margin: float | None = None,
     sound_chosen: bool = False,
+    steps_rejected: bool = False,
 ) -> PairResult:
     """Pairs for every question among `samples` (scored chains of any number of questions), with statistics."""
     low, high = band
@@ -199,7 +205,7 @@ def build_pairs(
 
     pairs: list[Pair] = []
     drops: Counter[str] = Counter()
-    refused = 0
+    refused: Counter[str] = Counter()
     for question_id in sorted(by_question):
         group = by_question[question_id]
         drop = _drop_reason(group, low, high)
@@ -207,9 +213,9 @@ def build_pairs(
             rng = random.Random(f"{seed}:{question_id}")  # str seeds hash stably across processes
             question_pairs, question_refused = _pairs_for_question(
                 group, max_pairs, truncate_words, rng, prefer_shared_prefix, cut_after_parting, consistent_chosen,
-                parting_logp_margin, sound_chosen)
+                parting_logp_margin, sound_chosen, steps_rejected)
             pairs.extend(question_pairs)
-            refused += question_refused
+            refused.update(question_refused)
             if not question_pairs:
                 drop = DROP_NO_DISTINCT_PAIR
         if drop is not None:
@@ -221,7 +227,8 @@ def build_pairs(
         questions_seen=len(by_question),
         questions_kept=len(by_question) - sum(drops.values()),
         pairs=len(pairs),
-        chosen_refused=refused,
+        chosen_refused=refused["chosen"],
+        rejected_refused=refused["rejected"],
         **{f"dropped_{reason}": count for reason, count in drops.items()},
     )
     return PairResult(pairs, stats)
@@ -247,16 +254,18 @@ def _drop_reason(group: list[ScoredSample], low: float, high: float) -> str | No
 def _pairs_for_question(
     group: list[ScoredSample], max_pairs: int, truncate_words: int | None, rng: random.Random,
     prefer_shared_prefix: bool = False, cut_after_parting: int | None = None, consistent_chosen: bool = False,
-    parting_logp_margin: float | None = None, sound_chosen: bool = False,
-) -> tuple[list[Pair], int]:
-    """(the question's pairs, how many of its correct chains were refused as chosen)."""
+    parting_logp_margin: float | None = None, sound_chosen: bool = False, steps_rejected: bool = False,
+) -> tuple[list[Pair], dict[str, int]]:
+    """(the question's pairs, how many of its correct chains were refused as chosen and wrong ones as rejected)."""
     # Sorted so that the input order of the samples does not change the result.
     ordered = sorted(group, key=lambda s: (s.sample_index, s.text))
     right = [s for s in ordered if s.correct]
     choosable = [s for s in right if not (consistent_chosen and false_equations(s.text))
                  and not (sound_chosen and s.step_check == LUCKY)]
     correct = _unique_texts(choosable, truncate_words)
-    wrong = _unique_texts([s for s in ordered if not s.correct], truncate_words)
+    all_wrong = [s for s in ordered if not s.correct]
+    rejectable = [s for s in all_wrong if not (steps_rejected and s.step_check == MISREAD)]
+    wrong = _unique_texts(rejectable, truncate_words)
     candidates = [
         (c_text, c, w_text, w)
         for c_text, c in correct
@@ -297,7 +306,7 @@ def _pairs_for_question(
             rejected_truncated=w_text != w.text,
         )
         for c_text, c, w_text, w in picked
-    ], len(right) - len(choosable)
+    ], {"chosen": len(right) - len(choosable), "rejected": len(all_wrong) - len(rejectable)}
 
 
 def shared_prefix_words(a: str, b: str) -> int:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reasoner_ray.core.diagnosis import CORRECT, LUCKY, WRONG_CONCLUSION
+from reasoner_ray.core.diagnosis import ARITHMETIC_SLIP, CORRECT, LUCKY, MISREAD, WRONG_CONCLUSION
 from reasoner_ray.core.pairs import PairStats, ScoredSample, build_pairs, truncate
 from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow, SampledTokens
 
@@ -228,6 +228,26 @@ def test_a_chain_the_step_checker_calls_lucky_is_never_chosen_when_asked():
     assert len(build_pairs(unchecked, band=(0.0, 1.0), max_pairs=3, sound_chosen=True).pairs) == 2
     assert ScoredSample.from_record({"question_id": "q", "sample_index": 0, "text": "t", "value": 1.0,
                                      "correct": True, "step_check": ""}).step_check is None
+
+
+def test_a_misread_is_never_rejected_when_asked_so_pairs_part_at_a_step():
+    sound = ScoredSample("q", 0, "red 3 blue 7. 3 x 7 = 21. So the answer is 21.", 1.0, True, step_check=CORRECT)
+    misread = ScoredSample("q", 1, "red 3 blue 1. 3 x 1 = 3. So the answer is 3.", 0.0, False, step_check=MISREAD)
+    slip = ScoredSample("q", 2, "red 3 blue 7. 3 x 7 = 24. So the answer is 24.", 0.0, False,
+                        step_check=ARITHMETIC_SLIP)
+    other_misread = replace(misread, sample_index=3, text="red 8 blue 7. 8 x 7 = 56. So the answer is 56.")
+    samples = [sound, misread, slip, other_misread]
+    result = build_pairs(samples, band=(0.0, 1.0), max_pairs=3, steps_rejected=True)
+    assert [(p.chosen, p.rejected) for p in result.pairs] == [(sound.text, slip.text)]
+    assert (result.stats.rejected_refused, result.stats.chosen_refused) == (2, 0)
+    assert {p.rejected for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3).pairs} == \
+        {misread.text, slip.text, other_misread.text}
+    # a question whose only wrong chains are misreads gives no pair, and says why
+    only_misreads = build_pairs([sound, misread], band=(0.0, 1.0), steps_rejected=True)
+    assert only_misreads.pairs == [] and only_misreads.stats.dropped_no_distinct_pair == 1
+    # no checker for the source: nothing is refused
+    unchecked = [replace(x, step_check=None) for x in samples]
+    assert len(build_pairs(unchecked, band=(0.0, 1.0), max_pairs=3, steps_rejected=True).pairs) == 3
 
 
 def test_only_pairs_that_part_on_a_likely_token_when_asked():

@@ -23,7 +23,7 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
     """`sampler`: the model folder the rollouts sampled with, recorded in every pair (`sampling.model`)."""
 
     def run(io: StageIO) -> StageCounts:
-        records = scored_chains(rewards_dir, check_steps=config.pairs.sound_chosen)
+        records = scored_chains(rewards_dir, check_steps=config.pairs.sound_chosen or config.pairs.steps_rejected)
         if config.pairs.parting_logp_margin is not None and records and records[0].get("token_logprobs") is None:
             raise ValueError(f"pairs.parting_logp_margin needs the sampled log-probs, which round {round_index}'s "
                              f"rollouts did not keep (they were sampled before the option was set): rerun with "
@@ -35,7 +35,8 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
                              cut_after_parting=config.pairs.cut_after_parting,
                              consistent_chosen=config.pairs.consistent_chosen,
                              parting_logp_margin=config.pairs.parting_logp_margin,
-                             sound_chosen=config.pairs.sound_chosen)
+                             sound_chosen=config.pairs.sound_chosen,
+                             steps_rejected=config.pairs.steps_rejected)
         rows = rows_by_id(config, round_index, {p.question_id for p in result.pairs})
         with (io.output / PAIRS_FILE).open("w") as fh:
             for pref in preference_rows(config, result.pairs, records, rows, round_index, sampler):
