@@ -8,7 +8,8 @@ read their input right and went wrong in a step (`step_error_share`: DPO on the 
 a misread it cannot), the share of checked right chains whose written steps are wrong somewhere (`lucky_share`:
 a guessed yes/no or option; as a chosen chain such a chain teaches its wrong step), and with a band, how many
 questions have a sample accuracy inside it. Chains that cannot be scored (metrics.UNSCORED_REASONS) are left out.
-`precondition_failures(diagnosis)` says, in words, what in it makes DPO rounds unlikely to pay. Pure.
+`precondition_failures(diagnosis)` says, in words, what in it makes DPO rounds unlikely to pay, and
+`reading_drift(first, later)` whether a round's rollouts misread the input more often than round 1's did. Pure.
 """
 
 from __future__ import annotations
@@ -80,3 +81,25 @@ def precondition_failures(diagnosis: dict) -> list[str]:
         failures.append(f"no question has a sample accuracy inside the pair band [{lo}, {hi}], so the rounds will "
                         "find few or no preference pairs")
     return failures
+
+
+# How much larger a share of a round's rollouts may misread the input than of round 1's (sampled by the SFT model)
+# before the job warns: pairs that part at a digit's reading taught a model misreads, and the more it misread, the
+# more such pairs the next round built (docs/method.md).
+MAX_MISREAD_RISE = 0.05
+
+
+def reading_drift(first: dict, later: dict) -> str | None:
+    """A sentence when the chains of `later` (a round's rollouts' diagnosis) misread the input at least
+    MAX_MISREAD_RISE more often than those of `first` (round 1's); None otherwise, or with no step checker."""
+    shares = []
+    for d in (first, later):
+        if d.get("step_error_share") is None or not d.get("chains"):
+            return None
+        shares.append(d["classes"].get(MISREAD, 0) / d["chains"])
+    before, after = shares
+    if after - before < MAX_MISREAD_RISE:
+        return None
+    return (f"{100 * after:.1f}% of these rollouts misread the input, against {100 * before:.1f}% of round 1's: "
+            "the rounds are teaching misreads (DPO of the language model cannot teach reading; pairs that part at "
+            "the reading push the policy off it)")

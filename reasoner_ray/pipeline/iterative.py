@@ -17,7 +17,7 @@ from pathlib import Path
 
 from reasoner_ray.core.config import Config
 from reasoner_ray.core.data_regime import rollout_source
-from reasoner_ray.core.diagnosis import precondition_failures
+from reasoner_ray.core.diagnosis import precondition_failures, reading_drift
 from reasoner_ray.core.metrics import majority_baseline
 from reasoner_ray.core.rundir import round_stage
 from reasoner_ray.pipeline.prefetch import Prefetch
@@ -106,11 +106,19 @@ def run_pipeline(config: Config, redo: str | None = None) -> RunResult:
                 log.warning("r0/diagnose: %s (docs/method.md)", failure)
                 warnings.append(f"precondition not met (r0/diagnose): {failure}")
     reference = sft_model = policy
+    first_diagnosis: dict = {}  # round 1's rollouts (sampled by the SFT model), where the chains go wrong
 
     for r in range(1, config.rounds + 1):
         name = lambda stage: round_stage(r, stage)  # noqa: E731
         runner.run(name("rollouts"), rollouts_stage(config, policy, r))
-        runner.run(name("rewards"), rewards_stage(config, runner.output(name("rollouts"))))
+        diagnosis = (runner.run(name("rewards"), rewards_stage(config, runner.output(name("rollouts")))).extra
+                     or {}).get("diagnosis", {})
+        first_diagnosis = diagnosis if r == 1 else first_diagnosis
+        if drift := reading_drift(first_diagnosis, diagnosis):
+            if not config.pairs.steps_rejected:
+                drift += "; pairs.steps_rejected keeps misreads out of the pairs"
+            log.warning("%s: %s (docs/method.md)", name("rewards"), drift)
+            warnings.append(f"{name('rewards')}: {drift}")
         runner.run(name("pairs"), pairs_stage(config, runner.output(name("rewards")), r, policy))
         runner.run(name("reference"), reference_stage(config, reference, runner.output(name("pairs")) / PAIRS_FILE))
         runner.run(name("dpo"), dpo_stage(config, policy, runner.output(name("reference")) / PAIRS_FILE))

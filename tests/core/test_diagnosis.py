@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import pytest
 
-from reasoner_ray.core.diagnosis import ARITHMETIC_SLIP, CORRECT, LUCKY, MISREAD, diagnose, precondition_failures
+from reasoner_ray.core.diagnosis import (
+    ARITHMETIC_SLIP,
+    CORRECT,
+    LUCKY,
+    MISREAD,
+    diagnose,
+    precondition_failures,
+    reading_drift,
+)
 
 
 def record(qid: str, value: float, check: str | None, reason: str | None = None) -> dict:
@@ -50,3 +58,18 @@ def test_no_question_in_the_band_fails_the_precondition_and_no_checker_says_noth
     failures = precondition_failures(diagnose(all_right, (0.25, 0.85)))
     assert len(failures) == 1 and "[0.25, 0.85]" in failures[0]
     assert precondition_failures(diagnose([record("a", 0.0, ""), record("a", 1.0, "")])) == []
+
+
+def test_rollouts_that_misread_five_points_more_often_than_round_ones_are_called_out():
+    def rollouts(misread, chains=200):  # a diagnosis as the rewards stage records it
+        return {"chains": chains, "wrong": 100, "classes": {MISREAD: misread, ARITHMETIC_SLIP: 100 - misread},
+                "step_error_share": (100 - misread) / 100}
+
+    # 10/200 = 5.0% in round 1; 19/200 = 9.5% is 4.5 points more: quiet; 20/200 = 10.0% is 5 points: called out
+    assert reading_drift(rollouts(10), rollouts(19)) is None
+    assert reading_drift(rollouts(10), rollouts(20)).startswith("10.0% of these rollouts misread the input, "
+                                                                 "against 5.0% of round 1's")
+    assert reading_drift(rollouts(30), rollouts(10)) is None  # reading better is not drift
+    no_checker = {"chains": 200, "wrong": 100, "classes": {}, "step_error_share": None}
+    assert reading_drift(no_checker, rollouts(60)) is None and reading_drift(rollouts(0), no_checker) is None
+    assert reading_drift({}, rollouts(60)) is None  # a round 1 recorded before diagnoses existed

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reasoner_ray.core.diagnosis import ARITHMETIC_SLIP, CORRECT, LUCKY, MISREAD, WRONG_CONCLUSION
+from reasoner_ray.core.diagnosis import (
+    ARITHMETIC_SLIP,
+    CORRECT,
+    LUCKY,
+    MISREAD,
+    WRONG_CONCLUSION,
+)
 from reasoner_ray.core.pairs import PairStats, ScoredSample, build_pairs, truncate
 from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow, SampledTokens
 
