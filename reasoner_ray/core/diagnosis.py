@@ -8,7 +8,7 @@ read their input right and went wrong in a step (`step_error_share`: DPO on the 
 a misread it cannot), the share of checked right chains whose written steps are wrong somewhere (`lucky_share`:
 a guessed yes/no or option; as a chosen chain such a chain teaches its wrong step), and with a band, how many
 questions have a sample accuracy inside it. Chains that cannot be scored (metrics.UNSCORED_REASONS) are left out.
-`precondition_failures(diagnosis)` says, in words, what in it makes DPO rounds unlikely to pay, and
+`precondition_failures(diagnosis)` says, in words, where it falls short of the method's precondition, and
 `reading_drift(first, later)` whether a round's rollouts misread the input more often than round 1's did. Pure.
 """
 
@@ -67,15 +67,15 @@ MIN_STEP_ERROR_SHARE = 0.7
 
 
 def precondition_failures(diagnosis: dict) -> list[str]:
-    """Why DPO rounds on this SFT model's chains are unlikely to raise CoT, one sentence each; [] if nothing says so
-    (or there is no step checker to ask)."""
+    """Where this SFT model's chains fall short of the method's precondition, one sentence each; [] if nothing says
+    so (or there is no step checker to ask)."""
     failures = []
     share, classes = diagnosis.get("step_error_share"), diagnosis.get("classes", {})
     if share is not None and share < MIN_STEP_ERROR_SHARE:
         failures.append(
             f"only {100 * share:.1f}% of the SFT model's checked wrong chains read the input right and went wrong in "
             f"a step ({classes.get(MISREAD, 0):,} of {sum(classes.values()):,} misread it; the method needs at least {100 * MIN_STEP_ERROR_SHARE:.0f}%): "
-            "DPO of the language model does not repair reading, so the rounds are unlikely to raise CoT")
+            f"DPO of the language model does not repair reading, so the rounds can fix at most those {100 * share:.1f}%")
     if diagnosis.get("in_band") == 0:
         lo, hi = diagnosis["band"]
         failures.append(f"no question has a sample accuracy inside the pair band [{lo}, {hi}], so the rounds will "

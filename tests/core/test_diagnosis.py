@@ -48,6 +48,7 @@ def test_a_model_that_misreads_fails_the_precondition_and_one_that_slips_passes(
     misreads = [record("a", 0.0, MISREAD)] * 3 + [record("a", 0.0, ARITHMETIC_SLIP)] + [record("a", 1.0, CORRECT)] * 2
     failures = precondition_failures(diagnose(misreads, (0.25, 0.85)))
     assert len(failures) == 1 and "only 25.0%" in failures[0] and "3 of 4 misread" in failures[0]
+    assert failures[0].endswith("the rounds can fix at most those 25.0%")
     # 7 of 10 slip in a step: exactly the 70% the method needs; question a (10 of 20 right) is in the band
     slips = [record("a", 0.0, ARITHMETIC_SLIP)] * 7 + [record("a", 0.0, MISREAD)] * 3 + [record("a", 1.0, CORRECT)] * 10
     assert precondition_failures(diagnose(slips, (0.25, 0.85))) == []
