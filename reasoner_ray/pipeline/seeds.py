@@ -66,12 +66,23 @@ def figures(manifest: Manifest, rounds: int) -> dict[str, float]:
             continue
         top, best = rec.extra["summary"], rec.extra.get("selection", {}).get("best")
         out[f"r{r} majority of N"] = 100 * top["majority"]["accuracy"]
-        if best in top:
-            out[f"r{r} best verifier ({best}) vs majority"] = 100 * top[best]["vs_majority"]
+        if best in top:  # one row whichever method each seed's validation chose (seed_table names them)
+            out[f"r{r} verifier chosen on validation vs majority"] = 100 * top[best]["vs_majority"]
             score = best.split("/", 1)[1]
             auc = rec.extra.get("auroc", {}).get(score)
             if auc and auc["questions"]:
-                out[f"r{r} best verifier's AUROC (x100)"] = 100 * auc["mean"]
+                out[f"r{r} its AUROC (x100)"] = 100 * auc["mean"]
+    return out
+
+
+def chosen_methods(manifest: Manifest, rounds: int) -> dict[int, str]:
+    """The verifier method each verified round chose on validation, by round."""
+    out = {}
+    for r in range(1, rounds + 1):
+        rec = manifest.stages.get(f"r{r}/verify")
+        best = rec.extra.get("selection", {}).get("best") if rec is not None else None
+        if best:
+            out[r] = best
     return out
 
 
@@ -87,4 +98,8 @@ def seed_table(manifests: dict[int, Manifest], rounds: int) -> str:
         known = [v for v in values if v is not None]
         cells = " | ".join("-" if v is None else f"{v:.1f}" for v in values)
         lines.append(f"| {name} | {sum(known) / len(known):.1f} | {min(known):.1f} | {max(known):.1f} | {cells} |")
+    chosen = {seed: chosen_methods(m, rounds) for seed, m in manifests.items()}
+    for r in sorted({r for methods in chosen.values() for r in methods}):
+        named = ", ".join(f"seed {s} {chosen[s][r]}" for s in seeds if r in chosen[s])
+        lines.append(f"\nr{r}'s verifier chosen on validation: {named}")
     return "\n".join(lines)

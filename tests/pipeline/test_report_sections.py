@@ -104,3 +104,15 @@ def test_seed_table_means_and_ranges(tmp_path):
     table = seed_table(runs, 1)
     assert "| sft cot | 50.0 | 40.0 | 60.0 | 50.0 | 40.0 | 60.0 |" in table
     assert "| r1 cot gain over sft | 4.3 | 3.0 | 6.0 | 6.0 | 4.0 | 3.0 |" in table
+    assert "verifier" not in table  # no round verified
+    # validation chose another method in each seed: still one row, the methods named below the table
+    for seed, (method, gain, auc) in enumerate((("weighted_vote/verifier/mean", 0.038, 0.74),
+                                                ("weighted_vote/verifier/sum", 0.022, 0.73),
+                                                ("best_of_n/policy/step_min", -0.01, 0.51))):
+        runs[seed].record("r1/verify", 10, 80, 1.0, summary={"majority": acc(0.5), method: {"vs_majority": gain}},
+                          selection={"best": method}, auroc={method.split("/", 1)[1]: {"mean": auc, "questions": 9}})
+    table = seed_table(runs, 1)
+    assert "| r1 verifier chosen on validation vs majority | 1.7 | -1.0 | 3.8 | 3.8 | 2.2 | -1.0 |" in table
+    assert "| r1 its AUROC (x100) | 66.0 | 51.0 | 74.0 | 74.0 | 73.0 | 51.0 |" in table
+    assert table.endswith("r1's verifier chosen on validation: seed 0 weighted_vote/verifier/mean, "
+                          "seed 1 weighted_vote/verifier/sum, seed 2 best_of_n/policy/step_min")
