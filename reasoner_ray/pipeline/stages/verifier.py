@@ -7,9 +7,9 @@ which steps are wrong), on whole chains (`verifier.whole_chains`, as V-STaR) or 
 as the round's pairs are (`pairs.prefer_shared_prefix`, `pairs.cut_after_parting`); `pairs.consistent_chosen`
 and `pairs.sound_chosen` apply to both, `pairs.steps_rejected` does not (the verifier has to rank misreads too).
 The reference log-probs come from the rollout engines where the SFT model sampled the chain (round 1), else from
-a pass. The verify stage then ranks chains by this model's implicit reward
-beside the policy's. Output: `pairs.jsonl` (with reference log-probs), `stats.json` and `model/` (none when no
-round gave a pair: the record says `skipped`, and the verify stage ranks by the policy alone).
+a pass. The verify stage then ranks chains by this model's implicit reward beside the policy's. Output:
+`pairs.jsonl` (with reference log-probs), `stats.json` and `model/` (none when no round gave a pair: the record
+says `skipped`, and the verify stage ranks by the policy alone).
 """
 
 from __future__ import annotations
