@@ -309,6 +309,15 @@ def _pairs_for_question(
     ], {"chosen": len(right) - len(choosable), "rejected": len(all_wrong) - len(rejectable)}
 
 
+def rejected_classes(pairs: Iterable[Pair], step_checks: Mapping[tuple[str, int], str | None]) -> dict[str, int]:
+    """How many pairs have a rejected chain of each step-checker class (data/step_checks.py), most first: the kinds
+    of error the pairs teach against. `step_checks`: (question_id, sample_index) -> class; chains without a class
+    (no checker for their source) are left out."""
+    counts = Counter(step_checks.get((p.question_id, p.rejected_index)) for p in pairs)
+    counts.pop(None, None)
+    return dict(counts.most_common())
+
+
 def shared_prefix_words(a: str, b: str) -> int:
     """How many leading whitespace words two chains share."""
     n = 0

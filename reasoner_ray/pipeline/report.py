@@ -3,8 +3,8 @@
 Rows: "sft" (round 0) and each DPO round. Columns: pairs, CoT and direct accuracy (± standard error), the mean
 DPO reward margin of the round's last logged steps, and wall time per stage. Further sections: accuracy per
 group (answer types and row tags such as `multi_step`), DPO training metrics per round (rewards of chosen and
-rejected, margins, pair accuracy), where chains go wrong (sources with a step checker), and the verifiers (when a
-round has a `verify` stage). Plots:
+rejected, margins, pair accuracy), what the pairs teach against and where chains go wrong (sources with a step
+checker), and the verifiers (when a round has a `verify` stage). Plots:
 accuracy per round, DPO reward margins over steps, and why questions gave no pair.
 """
 
@@ -88,6 +88,23 @@ def dpo_table(manifest: Manifest, rounds: int) -> str:
         path = rec.extra.get("metrics_path")
         pairs = manifest.stages[f"r{r}/pairs"].outputs if f"r{r}/pairs" in manifest.stages else "-"
         lines.append(f"| {r} | {pairs} | {rec.outputs} | " + " | ".join(_tail_mean(path, k) for k in keys) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def pairs_table(manifest: Manifest, rounds: int) -> str:
+    """Per round whose pairs were counted by class: questions kept, pairs, the step-checker classes of the rejected
+    chains (what the pairs teach against), and the chains the pair options refused on each side."""
+    lines = ["| round | questions kept | pairs | rejected chains by class | chosen refused | rejected refused |",
+             "|---|---|---|---|---|---|"]
+    for r in range(1, rounds + 1):
+        rec = manifest.stages.get(f"r{r}/pairs")
+        classes = rec.extra.get("rejected_classes") if rec else None
+        if not classes:  # no step checker for the source, or a run from before the count
+            continue
+        stats = rec.extra.get("stats", {})
+        named = ", ".join(f"{k} {v}" for k, v in classes.items())
+        lines.append(f"| {r} | {stats.get('questions_kept', '-')} | {rec.outputs} | {named} | "
+                     f"{stats.get('chosen_refused', '-')} | {stats.get('rejected_refused', '-')} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -278,6 +295,8 @@ def write_report(manifest: Manifest, rounds: int, out: Path, title: str, notes: 
     body += [f"- {n}" for n in notes]
     for heading, table in (("Accuracy by group", group_table(manifest, rounds)),
                            ("Training data", training_table(manifest, rounds)),
+                           ("What the pairs teach against (the step checker's class of each rejected chain)",
+                            pairs_table(manifest, rounds)),
                            ("DPO training (mean of the last 5 logged steps)", dpo_table(manifest, rounds)),
                            ("Where chains go wrong (step checker)", diagnosis_table(manifest, rounds)),
                            ("Verifiers of N sampled CoT chains per question (policy: the round's DPO model; "

@@ -16,7 +16,7 @@ from reasoner_ray.core.diagnosis import (
     MISREAD,
     WRONG_CONCLUSION,
 )
-from reasoner_ray.core.pairs import PairStats, ScoredSample, build_pairs, truncate
+from reasoner_ray.core.pairs import PairStats, ScoredSample, build_pairs, rejected_classes, truncate
 from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow, SampledTokens
 
 
@@ -254,6 +254,21 @@ def test_a_misread_is_never_rejected_when_asked_so_pairs_part_at_a_step():
     # no checker for the source: nothing is refused
     unchecked = [replace(x, step_check=None) for x in samples]
     assert len(build_pairs(unchecked, band=(0.0, 1.0), max_pairs=3, steps_rejected=True).pairs) == 3
+
+
+def test_rejected_classes_count_what_the_pairs_teach_against():
+    right = ScoredSample("q", 0, "3 x 7 = 21. 21 is option B.", 1.0, True, step_check=CORRECT)
+    slip = ScoredSample("q", 1, "3 x 7 = 24. 24 is option C.", 0.0, False, step_check=ARITHMETIC_SLIP)
+    letter = ScoredSample("q", 2, "3 x 7 = 21. 21 is option A.", 0.0, False, step_check=WRONG_CONCLUSION)
+    other_letter = replace(letter, sample_index=3, text="3 x 7 = 21. 21 is option D.")
+    unchecked = ScoredSample("p", 0, "5", 0.0, False)  # a source without a step checker
+    pairs = build_pairs([right, slip, letter, other_letter], band=(0.0, 1.0), max_pairs=3).pairs
+    extra = replace(pairs[0], question_id="p", rejected_index=0)
+    checks = {(s.question_id, s.sample_index): s.step_check for s in (right, slip, letter, other_letter, unchecked)}
+    # three pairs, one per wrong chain: two part at the letter, one at the sum; the unchecked one is left out
+    assert rejected_classes(pairs + [extra], checks) == {WRONG_CONCLUSION: 2, ARITHMETIC_SLIP: 1}
+    assert list(rejected_classes(pairs, checks)) == [WRONG_CONCLUSION, ARITHMETIC_SLIP]  # most first
+    assert rejected_classes([], checks) == {}
 
 
 def test_only_pairs_that_part_on_a_likely_token_when_asked():

@@ -7,8 +7,8 @@ import pytest
 from reasoner_ray.core.config import build_config
 from reasoner_ray.core.rundir import Manifest
 from reasoner_ray.pipeline.ablation import VARIANTS, VariantResult, ablation_table, variant_config
-from reasoner_ray.pipeline.report import (diagnosis_table, dpo_table, group_table, training_table, verifier_table,
-                                          write_report)
+from reasoner_ray.pipeline.report import (diagnosis_table, dpo_table, group_table, pairs_table, training_table,
+                                          verifier_table, write_report)
 
 
 def acc(a, se=0.01, n=100):
@@ -20,7 +20,8 @@ def manifest(tmp_path):
     summary = {"cot": {"all": acc(0.5), "multi_step": acc(0.4, n=60)}, "direct": {"all": acc(0.3), "multi_step": acc(0.1, n=60)}}
     m.record("r0/eval", 100, 200, 1.0, cot=acc(0.5), direct=acc(0.3), summary=summary)
     m.record("r1/rollouts", 100, 800, 0.0, generated_in="r0/eval")
-    m.record("r1/pairs", 800, 120, 1.0)
+    m.record("r1/pairs", 800, 120, 1.0, stats={"questions_kept": 70, "chosen_refused": 9, "rejected_refused": 4},
+             rejected_classes={"wrong_conclusion": 80, "arithmetic_slip": 40})
     metrics = tmp_path / "dpo.jsonl"
     metrics.write_text("".join(json.dumps({"step": s, "rewards/chosen": 0.1 * s, "rewards/rejected": -0.1 * s,
                                            "rewards/margins": 0.2 * s, "rewards/accuracies": 0.5, "loss": 0.6}) + "\n"
@@ -68,9 +69,12 @@ def test_group_dpo_and_verifier_tables(tmp_path):
     diagnosis = diagnosis_table(m, 1)
     assert ("| r0/diagnose | 400 | 200 | 88.2% | arithmetic_slip 150, misread 20 | 12.5% | 30 of 50 (all right 5, "
             "all wrong 3) |") in diagnosis
+    assert "| 1 | 70 | 120 | wrong_conclusion 80, arithmetic_slip 40 | 9 | 4 |" in pairs_table(m, 1)
+    assert pairs_table(Manifest(), 1) == ""  # no pairs counted by class (no step checker): no section
     path = write_report(m, 1, tmp_path / "report", "t")
     text = path.read_text()
     assert "## Accuracy by group" in text and "## Verifiers of N sampled" in text and "## Where chains go wrong" in text
+    assert "## What the pairs teach against" in text
     assert "rollouts 0 (generated in r0/eval), pairs 1," in text  # the time went to the SFT evaluation's pass
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from reasoner_ray.core.config import Config
 from reasoner_ray.core.data_regime import rollout_source
-from reasoner_ray.core.pairs import ScoredSample, build_pairs
+from reasoner_ray.core.pairs import ScoredSample, build_pairs, rejected_classes
 from reasoner_ray.core.prompts import prompt_messages
 from reasoner_ray.core.rows import SampledTokens, VQARow
 from reasoner_ray.operators.generation import SAMPLED_COLUMNS
@@ -23,7 +23,8 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
     """`sampler`: the model folder the rollouts sampled with, recorded in every pair (`sampling.model`)."""
 
     def run(io: StageIO) -> StageCounts:
-        records = scored_chains(rewards_dir, check_steps=config.pairs.sound_chosen or config.pairs.steps_rejected)
+        # Steps are checked whatever the pair options, to count what the pairs teach against (rejected_classes)
+        records = scored_chains(rewards_dir, check_steps=True)
         if config.pairs.parting_logp_margin is not None and records and records[0].get("token_logprobs") is None:
             raise ValueError(f"pairs.parting_logp_margin needs the sampled log-probs, which round {round_index}'s "
                              f"rollouts did not keep (they were sampled before the option was set): rerun with "
@@ -43,7 +44,9 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
                 fh.write(pref.model_dump_json() + "\n")
         stats = result.stats.as_dict()
         write_atomic(io.output / "stats.json", json.dumps(stats, indent=2))
-        return StageCounts(len(records), len(result.pairs), {"stats": stats})
+        checks = {(r["question_id"], r["sample_index"]): r["step_check"] for r in records}
+        return StageCounts(len(records), len(result.pairs),
+                           {"stats": stats, "rejected_classes": rejected_classes(result.pairs, checks)})
 
     return run
 
