@@ -2,7 +2,8 @@
 
 ZeRO stage 0-3 with optional CPU offload of optimizer state / parameters, fp32 on CPU, bf16 or fp32 on GPU,
 gradient accumulation and clipping, and a cosine schedule with linear warmup (DeepSpeed's WarmupCosineLR, which
-scales each parameter group's own lr, so a separate vision-tower lr keeps its ratio).
+scales each parameter group's own lr, so a separate vision-tower lr keeps its ratio); runs of one or two steps
+train at the constant peak lr.
 
 No optimizer is declared here: the caller passes a torch AdamW to `deepspeed.initialize`, which avoids JIT-
 compiling DeepSpeed's fused CPU Adam (about 54 s) on every fresh machine. With optimizer offload DeepSpeed would
@@ -15,6 +16,9 @@ from typing import Any
 
 from reasoner_ray.core.config import TrainConfig
 from reasoner_ray.models.loading import resolve_dtype
+
+
+SCHEDULE_FREE_STEPS = 2  # runs this short train at the constant peak lr
 
 
 def micro_batch_size(train: TrainConfig, global_batch_size: int, world_size: int) -> int:
@@ -40,7 +44,7 @@ def deepspeed_config(train: TrainConfig, global_batch_size: int, world_size: int
     if train.offload_params and train.zero_stage == 3:
         zero["offload_param"] = {"device": "cpu", "pin_memory": use_gpu}
     warmup = max(1, int(round(train.warmup_ratio * total_steps)))  # DeepSpeed rejects 0
-    return {
+    config: dict[str, Any] = {
         "train_batch_size": global_batch_size,
         "train_micro_batch_size_per_gpu": micro,
         "gradient_accumulation_steps": train.gradient_accumulation_steps,
@@ -59,3 +63,8 @@ def deepspeed_config(train: TrainConfig, global_batch_size: int, world_size: int
         "steps_per_print": 10**9,  # progress is ours (console + tracker), not DeepSpeed's
         "wall_clock_breakdown": False,
     }
+    if total_steps <= SCHEDULE_FREE_STEPS:
+        # WarmupCosineLR gives a run's first two steps lr 0 (it starts before its first step, and its warmup is at
+        # least two steps), so a round with fewer pairs than a global batch would train nothing: constant lr.
+        del config["scheduler"]
+    return config

@@ -34,6 +34,30 @@ def test_deepspeed_config_from_typed_config():
     assert deepspeed_config(train, 16, 2, 50, use_gpu=True, dtype="float32")["bf16"]["enabled"] is False
 
 
+def _first_lrs(ds_config: dict, steps: int, peak: float = 1e-3) -> list[float]:
+    """The lr of each of the first optimizer steps under the config's scheduler (the peak when it has none)."""
+    import torch
+    from deepspeed.runtime.lr_schedules import WarmupCosineLR
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+    scheduler = WarmupCosineLR(optimizer, **ds_config["scheduler"]["params"]) if "scheduler" in ds_config else None
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if scheduler:
+            scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("total_steps", [1, 2])
+def test_a_run_of_one_or_two_steps_trains_at_the_peak_lr(total_steps):
+    # a round with fewer pairs than a global batch trains one step: under the cosine schedule it would learn nothing
+    ds = deepspeed_config(TrainConfig(), 16, 2, total_steps, use_gpu=False)
+    assert _first_lrs(ds, total_steps) == [1e-3] * total_steps
+    assert _first_lrs(deepspeed_config(TrainConfig(), 16, 2, 3, use_gpu=False), 2) == [0.0, 0.0]  # why
+
+
 def test_batch_not_divisible_is_named():
     with pytest.raises(ValueError, match="not divisible by num_workers"):
         deepspeed_config(TrainConfig(gradient_accumulation_steps=3), 16, 2, 10, False)
