@@ -55,7 +55,8 @@ def test_a_run_of_one_or_two_steps_trains_at_the_peak_lr(total_steps):
     # a round with fewer pairs than a global batch trains one step: under the cosine schedule it would learn nothing
     ds = deepspeed_config(TrainConfig(), 16, 2, total_steps, use_gpu=False)
     assert _first_lrs(ds, total_steps) == [1e-3] * total_steps
-    assert _first_lrs(deepspeed_config(TrainConfig(), 16, 2, 3, use_gpu=False), 2) == [0.0, 0.0]  # why
+    # why: under WarmupCosineLR the first two steps of any run take lr 0
+    assert _first_lrs(deepspeed_config(TrainConfig(), 16, 2, 3, use_gpu=False), 2) == [0.0, 0.0]
 
 
 def test_batch_not_divisible_is_named():
