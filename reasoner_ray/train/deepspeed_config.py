@@ -1,9 +1,8 @@
 """The DeepSpeed config dict, built from the typed config (one place; nothing is read from a JSON file).
 
 ZeRO stage 0-3 with optional CPU offload of optimizer state / parameters, fp32 on CPU, bf16 or fp32 on GPU,
-gradient accumulation and clipping, and a cosine schedule with linear warmup (DeepSpeed's WarmupCosineLR, which
-scales each parameter group's own lr, so a separate vision-tower lr keeps its ratio); runs of one or two steps
-train at the constant peak lr.
+gradient accumulation and clipping. The lr schedule is not declared here either: the training loop hands DeepSpeed a
+torch LambdaLR over `schedule.lr_ratio` (DeepSpeed's own WarmupCosineLR trains a run's first two steps at lr 0).
 
 No optimizer is declared here: the caller passes a torch AdamW to `deepspeed.initialize`, which avoids JIT-
 compiling DeepSpeed's fused CPU Adam (about 54 s) on every fresh machine. With optimizer offload DeepSpeed would
@@ -18,9 +17,6 @@ from reasoner_ray.core.config import TrainConfig
 from reasoner_ray.models.loading import resolve_dtype
 
 
-SCHEDULE_FREE_STEPS = 2  # runs this short train at the constant peak lr
-
-
 def micro_batch_size(train: TrainConfig, global_batch_size: int, world_size: int) -> int:
     per_step = world_size * train.gradient_accumulation_steps
     if global_batch_size % per_step:
@@ -31,7 +27,7 @@ def micro_batch_size(train: TrainConfig, global_batch_size: int, world_size: int
     return global_batch_size // per_step
 
 
-def deepspeed_config(train: TrainConfig, global_batch_size: int, world_size: int, total_steps: int,
+def deepspeed_config(train: TrainConfig, global_batch_size: int, world_size: int,
                      use_gpu: bool, dtype: str = "auto") -> dict[str, Any]:
     """bf16 on GPUs when the model's dtype is bf16 (`auto` there): DeepSpeed casts every weight to bf16, which
     must match the dtype the reference pass and the rollout engines load (`model.dtype`)."""
@@ -43,7 +39,6 @@ def deepspeed_config(train: TrainConfig, global_batch_size: int, world_size: int
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": use_gpu}
     if train.offload_params and train.zero_stage == 3:
         zero["offload_param"] = {"device": "cpu", "pin_memory": use_gpu}
-    warmup = max(1, int(round(train.warmup_ratio * total_steps)))  # DeepSpeed rejects 0
     config: dict[str, Any] = {
         "train_batch_size": global_batch_size,
         "train_micro_batch_size_per_gpu": micro,
@@ -55,16 +50,7 @@ def deepspeed_config(train: TrainConfig, global_batch_size: int, world_size: int
         # the model's dtype rule on a GPU; on CPU the trainer computes in float32 whatever the config says
         "bf16": {"enabled": bool(use_gpu) and resolve_dtype(dtype, cuda=True) == "bfloat16"},
         "fp16": {"enabled": False},
-        "scheduler": {
-            "type": "WarmupCosineLR",
-            "params": {"total_num_steps": max(total_steps, 1), "warmup_num_steps": warmup,
-                       "warmup_min_ratio": 0.0, "cos_min_ratio": 0.0, "warmup_type": "linear"},
-        },
         "steps_per_print": 10**9,  # progress is ours (console + tracker), not DeepSpeed's
         "wall_clock_breakdown": False,
     }
-    if total_steps <= SCHEDULE_FREE_STEPS:
-        # WarmupCosineLR gives a run's first two steps lr 0 (it starts before its first step, and its warmup is at
-        # least two steps), so a round with fewer pairs than a global batch would train nothing: constant lr.
-        del config["scheduler"]
     return config

@@ -71,7 +71,7 @@ def train_func(loop_config: dict[str, Any]) -> None:
     from reasoner_ray.core.config import Config
     from reasoner_ray.train.deepspeed_config import deepspeed_config, micro_batch_size
     from reasoner_ray.train.export import export_hf
-    from reasoner_ray.train.model_setup import make_optimizer, prepare_model
+    from reasoner_ray.train.model_setup import make_optimizer, make_scheduler, prepare_model
     from reasoner_ray.train.schedule import micro_slice
     from reasoner_ray.train.steps import RECIPES, recipe_settings, token_share
     from reasoner_ray.train.tracking import RESUMES
@@ -92,8 +92,10 @@ def train_func(loop_config: dict[str, Any]) -> None:
     micro = micro_batch_size(config.train, gbs, world)
     total_steps = len(order) // gbs
     optimizer = make_optimizer(model, settings["lr"], settings["vision_lr"], config.train.weight_decay)
-    ds_config = deepspeed_config(config.train, gbs, world, total_steps, config.train.use_gpu, config.model.dtype)
-    engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+    ds_config = deepspeed_config(config.train, gbs, world, config.train.use_gpu, config.model.dtype)
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model, optimizer=optimizer, config=ds_config,
+        lr_scheduler=make_scheduler(optimizer, total_steps, config.train.warmup_ratio))
 
     start_step = 0
     checkpoint = ray.train.get_checkpoint()
@@ -114,6 +116,7 @@ def train_func(loop_config: dict[str, Any]) -> None:
         # All micro-batches of the step first: the loss is normalised by the whole step's targets (steps.py).
         batches = [spec.collate(encoder, [examples[i] for i in micro_slice(order, step, m, rank, world, micro, accumulation)],
                                 config.train.max_length) for m in range(accumulation)]
+        step_lr = scheduler.get_last_lr()[0]  # what this step trains at (DeepSpeed steps the schedule after it)
         share = token_share(sum(spec.targets(b) for b in batches), accumulation) if spec.targets else None
         for batch in batches:
             loss, metrics = spec.loss(engine, batch, encoder, config, token_share=share)
@@ -125,7 +128,7 @@ def train_func(loop_config: dict[str, Any]) -> None:
         consumed = (step + 1) * gbs
         step_ids = [examples[i]["id"] for i in order[step * gbs:consumed]]
         entry.update(step=step + 1, consumed_samples=consumed, epoch=consumed / len(examples),
-                     lr=scheduler.get_last_lr()[0] if scheduler else settings["lr"],
+                     lr=step_lr,
                      samples_per_s=gbs / max(time.time() - started, 1e-9), sample_ids=step_ids)
         history.append(entry)
         done = step + 1 == total_steps

@@ -68,6 +68,17 @@ def make_optimizer(model, lr: float, vision_lr: float | None, weight_decay: floa
     return torch.optim.AdamW(param_groups(model, lr, vision_lr, weight_decay), fused=True)
 
 
+def make_scheduler(optimizer, total_steps: int, warmup_ratio: float):
+    """torch LambdaLR over `schedule.lr_ratio`, stepped by DeepSpeed once per optimizer step. It scales each
+    parameter group's own lr, so a separate vision-tower lr keeps its ratio; DeepSpeed saves and restores its step
+    with the checkpoint."""
+    import torch
+
+    from reasoner_ray.train.schedule import lr_ratio
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_ratio(step, total_steps, warmup_ratio))
+
+
 def apply_lora(model, rank: int, alpha: int):
     """Wrap the language model's linear layers with a LoRA adapter (peft); the vision side stays as configured."""
     from peft import LoraConfig, get_peft_model

@@ -1,7 +1,8 @@
-"""DeepSpeed config, sample schedule, SFT mixture and input files: the pure pieces of a training run."""
+"""DeepSpeed config, sample and lr schedules, SFT mixture and input files: the pure pieces of a training run."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
@@ -12,56 +13,60 @@ from reasoner_ray.core.rows import PreferenceRow, SampledTokens
 from reasoner_ray.train.data import RowFileError, read_rows, sft_examples
 from reasoner_ray.train.deepspeed_config import deepspeed_config
 from reasoner_ray.train.reference import sampled_logps
-from reasoner_ray.train.schedule import micro_slice, sample_order
+from reasoner_ray.train.schedule import lr_ratio, micro_slice, sample_order
 
 
 def test_deepspeed_config_from_typed_config():
     train = TrainConfig(zero_stage=3, offload_optimizer=True, offload_params=True, gradient_accumulation_steps=2,
                         max_grad_norm=0.5, warmup_ratio=0.1)
-    ds = deepspeed_config(train, global_batch_size=16, world_size=2, total_steps=50, use_gpu=False)
+    ds = deepspeed_config(train, global_batch_size=16, world_size=2, use_gpu=False)
     assert ds["train_micro_batch_size_per_gpu"] == 4 and ds["gradient_accumulation_steps"] == 2
     assert ds["train_batch_size"] == 16 and ds["gradient_clipping"] == 0.5
     assert ds["zero_optimization"]["stage"] == 3
     assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
     assert ds["zero_optimization"]["offload_param"]["device"] == "cpu"
     assert ds["bf16"]["enabled"] is False  # fp32 on CPU
-    assert ds["scheduler"]["type"] == "WarmupCosineLR"
-    assert ds["scheduler"]["params"]["warmup_num_steps"] == 5 and ds["scheduler"]["params"]["total_num_steps"] == 50
-    assert "optimizer" not in ds  # a torch optimizer is passed in: no FusedAdam JIT build
-    assert deepspeed_config(train, 16, 2, 50, use_gpu=True)["bf16"]["enabled"] is True
-    assert deepspeed_config(train, 16, 2, 50, use_gpu=True, dtype="bfloat16")["bf16"]["enabled"] is True
+    # a torch optimizer and lr schedule are passed in: no FusedAdam JIT build, no WarmupCosineLR's two lr-0 steps
+    assert "optimizer" not in ds and "scheduler" not in ds
+    assert deepspeed_config(train, 16, 2, use_gpu=True)["bf16"]["enabled"] is True
+    assert deepspeed_config(train, 16, 2, use_gpu=True, dtype="bfloat16")["bf16"]["enabled"] is True
     # fp32 weights on GPUs stay fp32: the reference pass and the engines load model.dtype
-    assert deepspeed_config(train, 16, 2, 50, use_gpu=True, dtype="float32")["bf16"]["enabled"] is False
+    assert deepspeed_config(train, 16, 2, use_gpu=True, dtype="float32")["bf16"]["enabled"] is False
 
 
-def _first_lrs(ds_config: dict, steps: int, peak: float = 1e-3) -> list[float]:
-    """The lr of each of the first optimizer steps under the config's scheduler (the peak when it has none)."""
+def test_lr_ratio_warms_up_decays_and_trains_every_step():
+    # 10 steps, warmup 0.1 -> 1 warmup step at 1/2; the peak next; cosine over the 9 after the warmup
+    ratios = [lr_ratio(k, 10, 0.1) for k in range(10)]
+    assert ratios[0] == 0.5 and ratios[1] == 1.0
+    assert ratios[2] == pytest.approx(0.5 * (1 + math.cos(math.pi / 9)))
+    assert ratios[9] == pytest.approx(0.5 * (1 + math.cos(8 * math.pi / 9))) and ratios[9] > 0
+    assert all(a > b for a, b in zip(ratios[1:], ratios[2:]))
+    # a round with fewer pairs than a global batch trains one step, at the peak; a short run has no warmup step
+    assert lr_ratio(0, 1, 0.03) == 1.0 and [lr_ratio(k, 2, 0.03) for k in range(2)] == [1.0, 0.5]
+    # 1,200 steps at 0.03: 36 warmup steps from 1/37 to 36/37, then the peak
+    assert [lr_ratio(k, 1200, 0.03) for k in (0, 35, 36)] == [1 / 37, 36 / 37, 1.0]
+
+
+def test_the_scheduler_scales_each_group_and_steps_once_per_optimizer_step():
     import torch
-    from deepspeed.runtime.lr_schedules import WarmupCosineLR
 
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
-    scheduler = WarmupCosineLR(optimizer, **ds_config["scheduler"]["params"]) if "scheduler" in ds_config else None
-    lrs = []
-    for _ in range(steps):
-        lrs.append(optimizer.param_groups[0]["lr"])
+    from reasoner_ray.train.model_setup import make_scheduler
+
+    weights = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
+    optimizer = torch.optim.AdamW([{"params": weights[:1], "lr": 1e-3}, {"params": weights[1:], "lr": 1e-5}])
+    scheduler = make_scheduler(optimizer, total_steps=4, warmup_ratio=0.25)
+    seen = []
+    for _ in range(4):
+        seen.append([g["lr"] for g in optimizer.param_groups])
         optimizer.step()
-        if scheduler:
-            scheduler.step()
-    return lrs
-
-
-@pytest.mark.parametrize("total_steps", [1, 2])
-def test_a_run_of_one_or_two_steps_trains_at_the_peak_lr(total_steps):
-    # a round with fewer pairs than a global batch trains one step: under the cosine schedule it would learn nothing
-    ds = deepspeed_config(TrainConfig(), 16, 2, total_steps, use_gpu=False)
-    assert _first_lrs(ds, total_steps) == [1e-3] * total_steps
-    # why: under WarmupCosineLR the first two steps of any run take lr 0
-    assert _first_lrs(deepspeed_config(TrainConfig(), 16, 2, 3, use_gpu=False), 2) == [0.0, 0.0]
+        scheduler.step()
+    expected = [lr_ratio(k, 4, 0.25) for k in range(4)]  # 0.5, 1, 0.75, 0.25
+    assert seen == [pytest.approx([1e-3 * r, 1e-5 * r]) for r in expected] and expected[0] == 0.5
 
 
 def test_batch_not_divisible_is_named():
     with pytest.raises(ValueError, match="not divisible by num_workers"):
-        deepspeed_config(TrainConfig(gradient_accumulation_steps=3), 16, 2, 10, False)
+        deepspeed_config(TrainConfig(gradient_accumulation_steps=3), 16, 2, False)
 
 
 def test_schedule_covers_each_sample_once_per_epoch_and_partitions_steps():

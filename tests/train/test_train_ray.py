@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from reasoner_ray.train.schedule import lr_ratio
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
@@ -29,6 +31,8 @@ def test_sft_zero2_trains_exports_and_tracks(sft_zero2_run, tiny_qwen2_vl):
     assert result.counts["examples_used"] == 21 and result.steps == 5
     assert [h["step"] for h in history] == [1, 2, 3, 4, 5]
     assert all(h["loss"] > 0 for h in history) and history[-1]["consumed_samples"] == 20
+    # the lr each step trained at: the project's schedule through DeepSpeed, the first step at the peak (no warmup)
+    assert [h["lr"] for h in history] == pytest.approx([1e-4 * lr_ratio(k, 5, 0.03) for k in range(5)])
     out = Path(result.history_path).parent
     assert list((out / "tensorboard" / "sft").glob("events.out.tfevents.*"))
     model, processor = load_model_and_processor(result.model_dir)  # the export loads in transformers
@@ -71,6 +75,9 @@ def test_dpo_zero3_killed_mid_run_resumes_without_repeating_or_skipping(ray_loca
     assert sorted(ids) == sorted(f"q{i}:{i}" for i in range(16))  # every pair exactly once: none repeated or skipped
     history = _jsonl(result.history_path)
     assert {"rewards/chosen", "rewards/margins", "rewards/accuracies", "logps/chosen"} <= set(history[-1])
+    # the resumed steps take up the lr schedule where the checkpoint left it
+    lr_by_step = {h["step"]: h["lr"] for h in history}
+    assert [lr_by_step[s] for s in range(1, 9)] == pytest.approx([1e-5 * lr_ratio(k, 8, 0.03) for k in range(8)])
     assert result.counts["reference_written"] == 16
     assert (Path(result.model_dir) / "config.json").is_file()
     keys = json.loads((Path(result.model_dir) / "model.safetensors.index.json").read_text())["weight_map"] \
