@@ -228,6 +228,9 @@ class PairConfig(_Section):
     # Nor is a wrong chain rejected that the checker calls a misread, so pairs part at a step: DPO of the language
     # model cannot teach reading, and reading pairs taught misreads (docs/method.md). The verifier still sees them.
     steps_rejected: bool = False
+    # false: nor one whose steps are all right and only its conclusion (option letter, yes/no) is wrong, which a
+    # policy naming options at chance makes by luck (core/pairs.py)
+    conclusions_rejected: bool = True
     # Only pairs that part on a token the policy found likely: the rejected token at most this many nats below the
     # chosen one (core/pairs.py); needs the rollouts' log-probs, which the rollouts then keep
     parting_logp_margin: float | None = Field(default=None, ge=0)

@@ -13,7 +13,10 @@ row's annotation, which outcome-only data lacks): a correct chain the checker ca
 step wrong on the way to a guessed yes/no or option) is never chosen. `steps_rejected` is its counterpart on the
 other side: a wrong chain the checker calls a misread is never rejected, so every pair parts at a reasoning step.
 DPO of the language model cannot teach reading (the paper's recipe freezes the vision tower), and pairs that part
-at a digit's reading were measured to teach misreads (docs/method.md).
+at a digit's reading were measured to teach misreads (docs/method.md). `conclusions_rejected=False` also refuses
+a wrong chain whose every step is right and only its conclusion is wrong (the option letter, the yes/no): where the
+policy names an option at chance such a question sits in the accuracy band by luck, and its pairs ask for a lookup
+the model has not learned rather than a step.
 
 Two options aim a pair at the step where a chain goes wrong (Step-DPO, arXiv 2406.18629): `prefer_shared_prefix`
 picks, among a question's (correct, incorrect) combinations, those whose chains share the longest word prefix first
@@ -43,7 +46,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from reasoner_ray.core.diagnosis import LUCKY, MISREAD
+from reasoner_ray.core.diagnosis import LUCKY, MISREAD, WRONG_CONCLUSION
 from reasoner_ray.core.reward import GOLD_ERROR, TIMEOUT, UNPARSED
 from reasoner_ray.core.reward.consistency import false_equations
 from reasoner_ray.core.rows import ImageRef, PreferenceRow, RolloutRow
@@ -177,6 +180,7 @@ def build_pairs(
     parting_logp_margin: float | None = None,
     sound_chosen: bool = False,
     steps_rejected: bool = False,
+    conclusions_rejected: bool = True,
 ) -> PairResult:
     """Pairs for every question among `samples` (scored chains of any number of questions), with statistics."""
     low, high = band
@@ -213,7 +217,7 @@ def build_pairs(
             rng = random.Random(f"{seed}:{question_id}")  # str seeds hash stably across processes
             question_pairs, question_refused = _pairs_for_question(
                 group, max_pairs, truncate_words, rng, prefer_shared_prefix, cut_after_parting, consistent_chosen,
-                parting_logp_margin, sound_chosen, steps_rejected)
+                parting_logp_margin, sound_chosen, steps_rejected, conclusions_rejected)
             pairs.extend(question_pairs)
             refused.update(question_refused)
             if not question_pairs:
@@ -255,6 +259,7 @@ def _pairs_for_question(
     group: list[ScoredSample], max_pairs: int, truncate_words: int | None, rng: random.Random,
     prefer_shared_prefix: bool = False, cut_after_parting: int | None = None, consistent_chosen: bool = False,
     parting_logp_margin: float | None = None, sound_chosen: bool = False, steps_rejected: bool = False,
+    conclusions_rejected: bool = True,
 ) -> tuple[list[Pair], dict[str, int]]:
     """(the question's pairs, how many of its correct chains were refused as chosen and wrong ones as rejected)."""
     # Sorted so that the input order of the samples does not change the result.
@@ -264,7 +269,8 @@ def _pairs_for_question(
                  and not (sound_chosen and s.step_check == LUCKY)]
     correct = _unique_texts(choosable, truncate_words)
     all_wrong = [s for s in ordered if not s.correct]
-    rejectable = [s for s in all_wrong if not (steps_rejected and s.step_check == MISREAD)]
+    rejectable = [s for s in all_wrong if not (steps_rejected and s.step_check == MISREAD)
+                  and not (not conclusions_rejected and s.step_check == WRONG_CONCLUSION)]
     wrong = _unique_texts(rejectable, truncate_words)
     candidates = [
         (c_text, c, w_text, w)

@@ -271,6 +271,22 @@ def test_rejected_classes_count_what_the_pairs_teach_against():
     assert rejected_classes([], checks) == {}
 
 
+def test_a_chain_wrong_only_in_its_conclusion_is_not_rejected_when_asked():
+    right = ScoredSample("q", 0, "3 x 7 = 21. 21 is option B.", 1.0, True, step_check=CORRECT)
+    slip = ScoredSample("q", 1, "3 x 7 = 24. 24 is option C.", 0.0, False, step_check=ARITHMETIC_SLIP)
+    letter = ScoredSample("q", 2, "3 x 7 = 21. 21 is option A.", 0.0, False, step_check=WRONG_CONCLUSION)
+    misread = ScoredSample("q", 3, "3 x 1 = 3. 3 is option D.", 0.0, False, step_check=MISREAD)
+    samples = [right, slip, letter, misread]
+    result = build_pairs(samples, band=(0.0, 1.0), max_pairs=3, conclusions_rejected=False)
+    assert sorted(p.rejected for p in result.pairs) == sorted([slip.text, misread.text])
+    assert result.stats.rejected_refused == 1
+    both = build_pairs(samples, band=(0.0, 1.0), max_pairs=3, conclusions_rejected=False, steps_rejected=True)
+    assert [p.rejected for p in both.pairs] == [slip.text] and both.stats.rejected_refused == 2
+    # the default rejects it; a question whose only wrong chains are letter slips then gives no pair
+    assert letter.text in {p.rejected for p in build_pairs(samples, band=(0.0, 1.0), max_pairs=3).pairs}
+    assert build_pairs([right, letter], band=(0.0, 1.0), conclusions_rejected=False).stats.dropped_no_distinct_pair == 1
+
+
 def test_only_pairs_that_part_on_a_likely_token_when_asked():
     # Token ids as sampled, with each token's log-prob under the sampling policy. The chains part at token 2.
     right = ScoredSample("q", 0, "3 x 7 = 21", 1.0, True, token_ids=(5, 6, 7, 2), token_logprobs=(-0.1, -0.2, -0.9, -0.01))

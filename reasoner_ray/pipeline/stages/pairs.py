@@ -37,7 +37,8 @@ def pairs_stage(config: Config, rewards_dir: Path, round_index: int, sampler: st
                              consistent_chosen=config.pairs.consistent_chosen,
                              parting_logp_margin=config.pairs.parting_logp_margin,
                              sound_chosen=config.pairs.sound_chosen,
-                             steps_rejected=config.pairs.steps_rejected)
+                             steps_rejected=config.pairs.steps_rejected,
+                             conclusions_rejected=config.pairs.conclusions_rejected)
         rows = rows_by_id(config, round_index, {p.question_id for p in result.pairs})
         with (io.output / PAIRS_FILE).open("w") as fh:
             for pref in preference_rows(config, result.pairs, records, rows, round_index, sampler):
