@@ -5,7 +5,8 @@ round so far (rounds 1..k's rollouts, scored): per question and round, up to `ve
 (correct, incorrect) combinations, with no accuracy band (a question with one right chain in eight still says
 which steps are wrong), on whole chains (`verifier.whole_chains`, as V-STaR) or aimed at the step that goes wrong
 as the round's pairs are (`pairs.prefer_shared_prefix`, `pairs.cut_after_parting`); `pairs.consistent_chosen`
-and `pairs.sound_chosen` apply to both, `pairs.steps_rejected` does not (the verifier has to rank misreads too).
+and `pairs.sound_chosen` apply to both, `pairs.steps_rejected` and `pairs.conclusions_rejected` do not (the
+verifier has to rank misreads and wrong conclusions too).
 The reference log-probs come from the rollout engines where the SFT model sampled the chain (round 1), else from
 a pass. The verify stage then ranks chains by this model's implicit reward beside the policy's. Output:
 `pairs.jsonl` (with reference log-probs), `stats.json` and `model/` (none when no round gave a pair: the record
