@@ -270,7 +270,7 @@ def _pairs_for_question(
     correct = _unique_texts(choosable, truncate_words)
     all_wrong = [s for s in ordered if not s.correct]
     rejectable = [s for s in all_wrong if not (steps_rejected and s.step_check == MISREAD)
-                  and not (not conclusions_rejected and s.step_check == WRONG_CONCLUSION)]
+                  and (conclusions_rejected or s.step_check != WRONG_CONCLUSION)]
     wrong = _unique_texts(rejectable, truncate_words)
     candidates = [
         (c_text, c, w_text, w)

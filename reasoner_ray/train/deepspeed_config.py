@@ -1,12 +1,13 @@
 """The DeepSpeed config dict, built from the typed config (one place; nothing is read from a JSON file).
 
 ZeRO stage 0-3 with optional CPU offload of optimizer state / parameters, fp32 on CPU, bf16 or fp32 on GPU,
-gradient accumulation and clipping. The lr schedule is not declared here either: the training loop hands DeepSpeed a
-torch LambdaLR over `schedule.lr_ratio` (DeepSpeed's own WarmupCosineLR trains a run's first two steps at lr 0).
+gradient accumulation and clipping.
 
 No optimizer is declared here: the caller passes a torch AdamW to `deepspeed.initialize`, which avoids JIT-
 compiling DeepSpeed's fused CPU Adam (about 54 s) on every fresh machine. With optimizer offload DeepSpeed would
-insist on its own CPU Adam; `zero_force_ds_cpu_optimizer: false` lets the torch optimizer through.
+insist on its own CPU Adam; `zero_force_ds_cpu_optimizer: false` lets the torch optimizer through. Nor is the lr
+schedule: the loop passes a torch LambdaLR over `schedule.lr_ratio` (DeepSpeed's WarmupCosineLR trains a run's first
+two steps at lr 0).
 """
 
 from __future__ import annotations
