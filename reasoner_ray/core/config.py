@@ -253,6 +253,9 @@ class DPOConfig(_Section):
     global_batch_size: int = 32
     epochs: float = 1.0
     reference: Literal["sft", "previous"] = "sft"  # paper: the frozen SFT model
+    # The pairs of up to this many earlier rounds train again beside the round's own (their reference log-probs
+    # are the SFT model's, so only with reference: sft). 0: each round learns from its own pairs, as the paper.
+    replay_rounds: int = Field(0, ge=0)
     freeze_vision: bool = True
     freeze_projector: bool = True
     share_prompt: bool = True  # image + prompt once per pair (KV cache), not per response; see steps.dpo_pair_layout
@@ -265,6 +268,13 @@ class DPOConfig(_Section):
     # engine stops on (the template's tokens after it are never sampled). False: TRL's layout, the whole
     # rendered turn, and a reference forward for every pair. See reasoner_ray/train/reference.py.
     reuse_sampled_logps: bool = True
+
+    @model_validator(mode="after")
+    def _replay_needs_a_fixed_reference(self) -> "DPOConfig":
+        if self.replay_rounds and self.reference != "sft":
+            raise ValueError("dpo.replay_rounds needs dpo.reference: sft (an earlier round's pairs carry the SFT "
+                             "model's reference log-probs)")
+        return self
 
 
 class EvalConfig(_Section):

@@ -27,7 +27,7 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "reference": ("dpo.reference", "dpo.reuse_sampled_logps", "train.max_length"),
     "dpo": ("dpo.loss", "dpo.beta", "dpo.label_smoothing", "dpo.nll_weight", "dpo.dpop_lambda", "dpo.lr",
             "dpo.global_batch_size", "dpo.epochs", "dpo.freeze_vision", "dpo.freeze_projector",
-            "dpo.reuse_sampled_logps", *_TRAINING),
+            "dpo.reuse_sampled_logps", "dpo.replay_rounds", *_TRAINING),
     "verifier": ("verifier", "pairs.prefer_shared_prefix", "pairs.cut_after_parting", "pairs.consistent_chosen",
                  "pairs.sound_chosen", "train.max_length", *_TRAINING),
     "verify": ("data.eval", "data.validation", "eval.samples", "eval.sample_temperature", "eval.max_tokens",

@@ -121,7 +121,9 @@ def run_pipeline(config: Config, redo: str | None = None) -> RunResult:
             warnings.append(f"{name('rewards')}: {drift}")
         runner.run(name("pairs"), pairs_stage(config, runner.output(name("rewards")), r, policy))
         runner.run(name("reference"), reference_stage(config, reference, runner.output(name("pairs")) / PAIRS_FILE))
-        runner.run(name("dpo"), dpo_stage(config, policy, runner.output(name("reference")) / PAIRS_FILE))
+        replayed = [runner.output(round_stage(i, "reference")) / PAIRS_FILE
+                    for i in range(max(1, r - config.dpo.replay_rounds), r)]
+        runner.run(name("dpo"), dpo_stage(config, policy, runner.output(name("reference")) / PAIRS_FILE, replayed))
         policy = str(runner.output(name("dpo")) / MODEL_DIR)
         runner.run(name("eval"), eval_stage(config, policy, r, _prefetch(config, runner, policy, r)))
         if verifies(config, r):

@@ -41,6 +41,8 @@ def test_round_trip_through_yaml(tmp_path):
         (["train.offload_params=true", "train.zero_stage=2"], "train.offload_params"),
         (["train.offload_optimizer=true", "train.zero_stage=0"], "train.offload_optimizer"),
         (["train.use_gpu=true", "model.dtype=float16"], "model.dtype float16"),  # DeepSpeed would train in bf16
+        (["dpo.replay_rounds=2", "dpo.reference=previous"], "dpo.replay_rounds needs dpo.reference: sft"),
+        (["dpo.replay_rounds=-1"], "dpo.replay_rounds"),
     ],
 )
 def test_rejects_with_key_name(overrides, key):

@@ -1,5 +1,5 @@
-"""The `r<k>/dpo` stage: DPO of the policy on the round's pairs (Ray Train + DeepSpeed); a round without a pair carries
-the policy over."""
+"""The `r<k>/dpo` stage: DPO of the policy on the round's pairs (Ray Train + DeepSpeed), with earlier rounds' pairs
+replayed beside them where `dpo.replay_rounds` asks; a round without a pair of its own carries the policy over."""
 
 from __future__ import annotations
 
@@ -12,19 +12,34 @@ from reasoner_ray.pipeline.runner import StageCounts, StageIO, place_model
 log = logging.getLogger(__name__)
 
 
-def dpo_stage(config: Config, policy: str, pairs_path: Path):
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+def dpo_stage(config: Config, policy: str, pairs_path: Path, replayed: list[Path] = ()):
+    """`pairs_path`: the round's pairs; `replayed`: earlier rounds' pair files (with SFT reference log-probs)."""
+
     def run(io: StageIO) -> StageCounts:
         from reasoner_ray.train.dpo import run_dpo
 
-        inputs = sum(1 for line in pairs_path.open() if line.strip())
-        if inputs == 0:
+        own = _lines(pairs_path)
+        if not own:
             # Every question was all-correct, all-wrong or outside the band: nothing to learn this round.
             log.warning("no preference pairs this round; the policy is carried over unchanged")
             model = place_model(policy, io)
             return StageCounts(0, 0, {"model": str(model), "skipped": "no pairs"})
-        result = run_dpo(config, policy, str(pairs_path), str(io.work))
+        train_path, extra = pairs_path, {}
+        if replayed:
+            earlier = [line for path in replayed for line in _lines(path)]
+            train_path = io.work / "pairs_with_replay.jsonl"
+            train_path.write_text("\n".join(own + earlier) + "\n")
+            extra = {"replayed_pairs": len(earlier), "replayed_from": [str(p) for p in replayed]}
+            log.info("training on %d pairs of this round and %d replayed from %d earlier rounds", len(own),
+                     len(earlier), len(replayed))
+        result = run_dpo(config, policy, str(train_path), str(io.work))
         model = place_model(result.model_dir, io)
-        return StageCounts(inputs, result.steps, {"model": str(model), "metrics_path": result.history_path,
-                                                  "counts": result.counts, "final": result.metrics})
+        return StageCounts(len(own) + extra.get("replayed_pairs", 0), result.steps,
+                           {"model": str(model), "metrics_path": result.history_path, "counts": result.counts,
+                            "final": result.metrics, **extra})
 
     return run
