@@ -4,6 +4,7 @@ replayed beside them where `dpo.replay_rounds` asks; a round without a pair of i
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from reasoner_ray.core.config import Config
@@ -16,7 +17,7 @@ def _lines(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if line.strip()]
 
 
-def dpo_stage(config: Config, policy: str, pairs_path: Path, replayed: list[Path] = ()):
+def dpo_stage(config: Config, policy: str, pairs_path: Path, replayed: Sequence[Path] = ()):
     """`pairs_path`: the round's pairs; `replayed`: earlier rounds' pair files (with SFT reference log-probs)."""
 
     def run(io: StageIO) -> StageCounts:
