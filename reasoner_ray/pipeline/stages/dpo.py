@@ -13,8 +13,10 @@ from reasoner_ray.pipeline.runner import StageCounts, StageIO, place_model
 log = logging.getLogger(__name__)
 
 
-def _lines(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if line.strip()]
+def _lines(path: Path):
+    """The file's non-blank lines, streamed (pair rows carry their images)."""
+    with path.open() as fh:
+        yield from (line.rstrip("\n") for line in fh if line.strip())
 
 
 def dpo_stage(config: Config, policy: str, pairs_path: Path, replayed: Sequence[Path] = ()):
@@ -23,23 +25,26 @@ def dpo_stage(config: Config, policy: str, pairs_path: Path, replayed: Sequence[
     def run(io: StageIO) -> StageCounts:
         from reasoner_ray.train.dpo import run_dpo
 
-        own = _lines(pairs_path)
-        if not own:
+        own = sum(1 for _ in _lines(pairs_path))
+        if own == 0:
             # Every question was all-correct, all-wrong or outside the band: nothing to learn this round.
             log.warning("no preference pairs this round; the policy is carried over unchanged")
             model = place_model(policy, io)
             return StageCounts(0, 0, {"model": str(model), "skipped": "no pairs"})
         train_path, extra = pairs_path, {}
         if replayed:
-            earlier = [line for path in replayed for line in _lines(path)]
-            train_path = io.work / "pairs_with_replay.jsonl"
-            train_path.write_text("\n".join(own + earlier) + "\n")
-            extra = {"replayed_pairs": len(earlier), "replayed_from": [str(p) for p in replayed]}
-            log.info("training on %d pairs of this round and %d replayed from %d earlier rounds", len(own),
-                     len(earlier), len(replayed))
+            train_path, earlier = io.work / "pairs_with_replay.jsonl", 0
+            with train_path.open("w") as out:
+                for index, path in enumerate([pairs_path, *replayed]):
+                    for line in _lines(path):
+                        out.write(line + "\n")
+                        earlier += index > 0
+            extra = {"replayed_pairs": earlier, "replayed_from": [str(p) for p in replayed]}
+            log.info("training on %d pairs of this round and %d replayed from %d earlier rounds", own, earlier,
+                     len(replayed))
         result = run_dpo(config, policy, str(train_path), str(io.work))
         model = place_model(result.model_dir, io)
-        return StageCounts(len(own) + extra.get("replayed_pairs", 0), result.steps,
+        return StageCounts(own + extra.get("replayed_pairs", 0), result.steps,
                            {"model": str(model), "metrics_path": result.history_path, "counts": result.counts,
                             "final": result.metrics, **extra})
 
