@@ -1,5 +1,5 @@
 """Checks before any long stage: each data source the remaining stages read opens and yields a valid row, the
-model folder loads (config, processor, weight files), a URI run directory is not used on a multi-node cluster
+base model folder loads when a remaining stage starts from it (config, processor, weight files), a URI run directory is not used on a multi-node cluster
 (see check_storage), and with GPUs every stage's ask fits the cluster's GPUs (check_gpu_fit: a worker group or
 engine pool that cannot be placed waits forever). A failure is a PreflightError naming the setting to fix.
 The teacher is checked by the distill stage itself (distill/preflight.py), once its local stand-in is up.
@@ -29,6 +29,14 @@ def _sources_needed(config: Config, manifest: Manifest) -> dict[str, DataSource]
     if evaluates:
         needed["data.eval"] = config.data.eval
     return needed
+
+
+def _base_model_needed(config: Config, manifest: Manifest) -> bool:
+    """SFT starts from the base model, or round 1 when SFT is off; once SFT is done the rounds start from its
+    output, so a resumed run (or a distillation-only one) never loads the base model and need not check it."""
+    if config.sft.enabled:
+        return not manifest.done("sft")
+    return config.rounds > 0
 
 
 def check_sources(sources: dict[str, DataSource]) -> None:
@@ -141,5 +149,7 @@ def preflight(config: Config, manifest: Manifest, model_path: str) -> None:
     check_storage(config, _alive_nodes())
     check_gpu_fit(config)
     check_data(config, manifest)
-    check_model(config, model_path)
-    log.info("preflight: data sources and model load")
+    checks_model = _base_model_needed(config, manifest)
+    if checks_model:
+        check_model(config, model_path)
+    log.info("preflight: data sources%s", " and model load" if checks_model else "")

@@ -16,7 +16,7 @@ from reasoner_ray.distill.cache import ResponseCache
 from reasoner_ray.distill.client import CallSettings, TeacherCaller
 from reasoner_ray.distill.preflight import check_teacher
 from reasoner_ray.pipeline.distillation import call_settings
-from reasoner_ray.pipeline.preflight import check_data, check_model, check_sources, check_storage
+from reasoner_ray.pipeline.preflight import check_data, check_model, check_sources, check_storage, preflight
 from reasoner_ray.teacher.launch import LocalTeacher
 
 
@@ -110,6 +110,20 @@ def test_bad_data_and_model_settings_are_named(tmp_path):
     missing = tmp_path / "no-such-model"
     with pytest.raises(PreflightError, match=rf"^--model {missing}: no such folder$"):
         check_model(build_config({}), str(missing), f"--model {missing}")
+
+
+def test_the_base_model_is_checked_only_while_a_stage_starts_from_it(tmp_path):
+    empty = tmp_path / "model"
+    empty.mkdir()
+    base = [f"model.path={empty}", "data.train.limit=4", "data.eval.limit=4"]
+    with pytest.raises(PreflightError, match="does not load"):
+        preflight(build_config({}, base), Manifest(), str(empty))  # SFT to run
+    with pytest.raises(PreflightError, match="does not load"):
+        preflight(build_config({}, [*base, "sft.enabled=false", "rounds=1"]), Manifest(), str(empty))  # round 1
+    preflight(build_config({}, [*base, "sft.enabled=false", "rounds=0"]), Manifest(), str(empty))  # distillation only
+    done = Manifest()
+    done.record("sft", 4, 1, 1.0)
+    preflight(build_config({}, base), done, str(empty))  # resumed after SFT: the rounds start from SFT's model
 
 
 def test_a_uri_run_dir_is_refused_on_more_than_one_node():

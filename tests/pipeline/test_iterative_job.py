@@ -1,8 +1,8 @@
 """The main job end to end on a tiny budget: once through `ray job submit` to a real three-node `ray start`
 cluster (a head and two workers of one CPU each, so two engines or two training workers must sit on different
 nodes); once on that cluster while it loses a node during rollouts and another during DPO training (a
-replacement joins); and once run directly while being SIGKILLed during rollouts, between stages and during DPO
-training, then restarted. Every run must end with the same per-stage counts (no row lost or duplicated).
+replacement joins); and once run directly while being SIGKILLed during rollouts and during DPO training, each
+time restarted. Every run must end with the same per-stage counts (no row lost or duplicated).
 
 The killed run starts from a copy of the submitted run's distill, SFT and SFT-evaluation stages (its manifest
 lists those three as done), so the kills land in round 1 without paying for distillation and SFT twice; killing
@@ -210,7 +210,7 @@ def test_sigkill_and_restart_gives_the_same_counts(submitted_run, tmp_path):
     _seed_from(submitted_run[0], run_dir)
     args = JOB + [f"run.dir={run_dir}", *TINY]
     assert _run_until(args, "stage r1/rollouts    starting", delay=8), "never reached rollouts"
-    assert _run_until(args, "stage r1/rewards     done"), "never reached the end of rewards"
+    # the restart skips what is done and resumes rollouts; DPO starts after the completed rewards, pairs, reference
     assert _run_until(args, "[dpo] step", delay=1), "never reached DPO training"
     assert not _run_until(args, None)
     assert _counts(run_dir) == reference_counts
