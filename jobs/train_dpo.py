@@ -1,7 +1,8 @@
 """DPO stage alone: train a policy on PreferenceRow pairs (reference log-probs filled first if missing).
 
     python jobs/train_dpo.py --config configs/quickstart.yaml --policy runs/q/sft/model \
-        --pairs runs/q/round1/pairs.jsonl --out runs/q/round1/dpo [--reference runs/q/sft/model] [key=value ...]
+        --pairs runs/q/round1/pairs.jsonl --out runs/q/round1/dpo [--reference runs/q/sft/model] [--round 1] \
+        [key=value ...]
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ def _arguments(parser) -> None:
     parser.add_argument("--pairs", required=True, help="PreferenceRow JSONL/Parquet file or folder")
     parser.add_argument("--out", required=True, help="output folder (model/, metrics.jsonl, tensorboard/)")
     parser.add_argument("--reference", default=None, help="reference model (default: the policy); scored first")
+    parser.add_argument("--round", type=int, default=1, help="the round whose entry of a per-round dpo.epochs list "
+                                                              "trains (default 1)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +46,7 @@ def _run(config, args) -> int:
     if args.reference:
         pairs = str(Path(args.out) / "pairs_with_ref.jsonl")
         print("reference:", compute_reference_logps(config, args.reference, args.pairs, pairs))
-    result = run_dpo(config, args.policy, pairs, args.out)
+    result = run_dpo(config, args.policy, pairs, args.out, args.round)
     print(f"DPO done: {result.steps} steps, model at {result.model_dir}, metrics in {result.history_path}")
     return 0
 

@@ -18,6 +18,14 @@ class ConfigError(ValueError):
     """A config that cannot be loaded; the message names the offending key."""
 
 
+def round_entry(value: Any, round_index: int) -> Any:
+    """A per-round setting's value for round `round_index` (1-based): a list's entry for that round, its last
+    entry for every round after; any other value as it is."""
+    if isinstance(value, list):
+        return value[min(round_index, len(value)) - 1]
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -251,7 +259,9 @@ class DPOConfig(_Section):
     nll_weight: float = 0.0  # optional NLL term on the chosen response
     lr: float = 5e-7
     global_batch_size: int = 32
-    epochs: float = 1.0
+    # A list gives round r its r-th entry, the last one repeating for later rounds: a step that shrinks as the
+    # policy moves away from the SFT model (configs/arithmetic.yaml).
+    epochs: float | list[float] = 1.0
     reference: Literal["sft", "previous"] = "sft"  # paper: the frozen SFT model
     # The pairs of up to this many earlier rounds train again beside the round's own (their reference log-probs
     # are the SFT model's, so only with reference: sft). 0: each round learns from its own pairs, as the paper.
@@ -268,6 +278,16 @@ class DPOConfig(_Section):
     # engine stops on (the template's tokens after it are never sampled). False: TRL's layout, the whole
     # rendered turn, and a reference forward for every pair. See reasoner_ray/train/reference.py.
     reuse_sampled_logps: bool = True
+
+    @model_validator(mode="after")
+    def _epochs_are_positive(self) -> "DPOConfig":
+        per_round = self.epochs if isinstance(self.epochs, list) else [self.epochs]
+        if not per_round or any(e <= 0 for e in per_round):
+            raise ValueError(f"dpo.epochs must be a positive number or a non-empty list of them, got {self.epochs}")
+        return self
+
+    def epochs_of_round(self, round_index: int) -> float:
+        return round_entry(self.epochs, round_index)
 
     @model_validator(mode="after")
     def _replay_needs_a_fixed_reference(self) -> "DPOConfig":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from reasoner_ray.core.config import round_entry
+
 _TRAINING = ("train.max_length", "train.freeze_vision", "train.freeze_projector", "train.lora_rank", "train.lora_alpha",
              "train.warmup_ratio", "train.weight_decay", "train.max_grad_norm", "run.seed")
 
@@ -36,6 +38,11 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Keys that may hold one value per round (a list, the last entry repeating): a round's stage records its own
+# entry, so changing round 3's leaves rounds 1 and 2 as they are.
+_PER_ROUND = ("dpo.epochs",)
+
+
 def stage_kind(stage: str) -> str:
     """`r2/dpo` -> `dpo`, `r0/eval` -> `eval`, `sft` -> `sft`."""
     return stage.partition("/")[2] or stage
@@ -61,6 +68,11 @@ def stage_inputs(config_tree: dict[str, Any], stage: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for dotted in STAGE_INPUTS.get(stage_kind(stage), ()):
         _flatten(dotted, _lookup(config_tree, dotted), out)
+    round_name = stage.partition("/")[0]
+    if round_name.startswith("r") and round_name[1:].isdigit():
+        for key in _PER_ROUND:
+            if key in out:
+                out[key] = round_entry(out[key], int(round_name[1:]))
     return out
 
 

@@ -123,7 +123,7 @@ def run_pipeline(config: Config, redo: str | None = None) -> RunResult:
         runner.run(name("reference"), reference_stage(config, reference, runner.output(name("pairs")) / PAIRS_FILE))
         replayed = [runner.output(round_stage(i, "reference")) / PAIRS_FILE
                     for i in range(max(1, r - config.dpo.replay_rounds), r)]
-        runner.run(name("dpo"), dpo_stage(config, policy, runner.output(name("reference")) / PAIRS_FILE, replayed))
+        runner.run(name("dpo"), dpo_stage(config, policy, runner.output(name("reference")) / PAIRS_FILE, replayed, r))
         policy = str(runner.output(name("dpo")) / MODEL_DIR)
         runner.run(name("eval"), eval_stage(config, policy, r, _prefetch(config, runner, policy, r)))
         if verifies(config, r):

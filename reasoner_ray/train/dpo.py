@@ -20,7 +20,8 @@ from reasoner_ray.core.rows import PreferenceRow
 from reasoner_ray.train.loop import TrainResult
 
 
-def run_dpo(config: Config, policy_path: str, pairs_path: str, out_dir: str) -> TrainResult:
+def run_dpo(config: Config, policy_path: str, pairs_path: str, out_dir: str, round_index: int = 1) -> TrainResult:
+    """`round_index` picks the round's entry of a per-round `dpo.epochs` list."""
     from reasoner_ray.models.chat import load_processor
     from reasoner_ray.train.collate import fit_filter
     from reasoner_ray.train.data import preference_examples, read_rows
@@ -28,6 +29,8 @@ def run_dpo(config: Config, policy_path: str, pairs_path: str, out_dir: str) -> 
     from reasoner_ray.train.runner import run_training
     from reasoner_ray.train.steps import pair_encoder
 
+    config = config.model_copy(update={"dpo": config.dpo.model_copy(
+        update={"epochs": config.dpo.epochs_of_round(round_index)})})
     counts: Counter = Counter()
     rows = read_rows(pairs_path, PreferenceRow)
     if any(r.ref_chosen_logp is None or r.ref_rejected_logp is None for r in rows):

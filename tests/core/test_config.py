@@ -43,6 +43,9 @@ def test_round_trip_through_yaml(tmp_path):
         (["train.use_gpu=true", "model.dtype=float16"], "model.dtype float16"),  # DeepSpeed would train in bf16
         (["dpo.replay_rounds=2", "dpo.reference=previous"], "dpo.replay_rounds needs dpo.reference: sft"),
         (["dpo.replay_rounds=-1"], "dpo.replay_rounds"),
+        (["dpo.epochs=[]"], "dpo.epochs must be a positive number or a non-empty list"),
+        (["dpo.epochs=[2, 0]"], "dpo.epochs must be a positive number or a non-empty list"),
+        (["dpo.epochs=0"], "dpo.epochs"),
     ],
 )
 def test_rejects_with_key_name(overrides, key):

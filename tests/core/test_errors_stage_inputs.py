@@ -62,6 +62,16 @@ def test_stage_kind_and_inputs():
             ("dpo.reuse_sampled_logps", True, False)]
 
 
+def test_a_per_round_list_is_recorded_as_each_rounds_own_entry():
+    shrinking = build_config({}, ["dpo.epochs=[2, 2, 1]"]).model_dump(mode="json")
+    assert [stage_inputs(shrinking, f"r{r}/dpo")["dpo.epochs"] for r in (1, 2, 3, 4)] == [2.0, 2.0, 1.0, 1.0]
+    assert [build_config({}, ["dpo.epochs=[2, 2, 1]"]).dpo.epochs_of_round(r) for r in (1, 3, 9)] == [2.0, 1.0, 1.0]
+    # a run that trained 2 epochs a round, continued with a smaller last step: rounds 1 and 2 are not stale
+    every = build_config({}, ["dpo.epochs=2"]).model_dump(mode="json")
+    assert [changed_inputs(stage_inputs(every, f"r{r}/dpo"), stage_inputs(shrinking, f"r{r}/dpo")) for r in (1, 2, 3)] == [
+        [], [], [("dpo.epochs", 2.0, 1.0)]]
+
+
 @pytest.mark.parametrize("recorded, current, expected", [
     ({"a": 1, "b": 2}, {"a": 1, "b": 3}, [("b", 2, 3)]),
     # a key on one side only: nothing says the stage would give the same result (dpo.reuse_sampled_logps was added

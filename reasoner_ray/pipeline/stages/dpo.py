@@ -19,8 +19,9 @@ def _lines(path: Path):
         yield from (line.rstrip("\n") for line in fh if line.strip())
 
 
-def dpo_stage(config: Config, policy: str, pairs_path: Path, replayed: Sequence[Path] = ()):
-    """`pairs_path`: the round's pairs; `replayed`: earlier rounds' pair files (with SFT reference log-probs)."""
+def dpo_stage(config: Config, policy: str, pairs_path: Path, replayed: Sequence[Path] = (), round_index: int = 1):
+    """`pairs_path`: the round's pairs; `replayed`: earlier rounds' pair files (with SFT reference log-probs);
+    `round_index`: which entry of a per-round `dpo.epochs` list trains."""
 
     def run(io: StageIO) -> StageCounts:
         from reasoner_ray.train.dpo import run_dpo
@@ -42,7 +43,7 @@ def dpo_stage(config: Config, policy: str, pairs_path: Path, replayed: Sequence[
             extra = {"replayed_pairs": earlier, "replayed_from": [str(p) for p in replayed]}
             log.info("training on %d pairs of this round and %d replayed from %d earlier rounds", own, earlier,
                      len(replayed))
-        result = run_dpo(config, policy, str(train_path), str(io.work))
+        result = run_dpo(config, policy, str(train_path), str(io.work), round_index)
         model = place_model(result.model_dir, io)
         return StageCounts(own + extra.get("replayed_pairs", 0), result.steps,
                            {"model": str(model), "metrics_path": result.history_path, "counts": result.counts,
