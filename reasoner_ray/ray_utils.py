@@ -59,6 +59,9 @@ def quiet_ray_loggers() -> None:
             logger.addFilter(_AtLeast(level))
 
 
+FOOTER_ACTORS = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
+
+
 def init_ray(num_cpus: int | None = None) -> None:
     import ray
 
@@ -75,7 +78,11 @@ def init_ray(num_cpus: int | None = None) -> None:
         # A task or actor given no GPU sees none (Ray 2.60 no longer empties CUDA_VISIBLE_DEVICES for them): the
         # engines and models decide CPU or GPU by what torch sees, so a CPU-only stage stays off the GPUs.
         "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1",
+        # Ray Data 2.60 reads Parquet footers with a pool of 32 actors per read (made for many remote files); the
+        # stages read a few local files, and 32 worker processes starting on a small node cost seconds per read.
+        FOOTER_ACTORS: os.environ.get(FOOTER_ACTORS, "2"),
     }
+    os.environ[FOOTER_ACTORS] = env_vars[FOOTER_ACTORS]  # the driver plans reads too
     # Pass hub settings through (tests and the quickstart run offline; a cluster may download models).
     env_vars.update({k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HF_HOME", "REASONER_CACHE_ROOT") if k in os.environ})
     if os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"):
