@@ -1,8 +1,9 @@
 """Checks before any long stage: each data source the remaining stages read opens and yields a valid row, the
 base model folder loads while a remaining stage starts from it (config, processor, weight files), a URI run
 directory is not used on a multi-node cluster (see check_storage), and with GPUs every stage's ask fits the
-cluster's GPUs (check_gpu_fit: a worker group or engine pool that cannot be placed waits forever). A failure is a PreflightError naming the setting to fix.
-The teacher is checked by the distill stage itself (distill/preflight.py), once its local stand-in is up.
+cluster's GPUs (check_gpu_fit: a worker group or engine pool that cannot be placed waits forever). A failure is
+a PreflightError naming the setting to fix. The teacher is checked by the distill stage itself
+(distill/preflight.py), once its local stand-in is up.
 """
 
 from __future__ import annotations
