@@ -51,12 +51,18 @@ def stage_of_folder(folder: str) -> str | None:
     return None
 
 
+def round_of(stage: str) -> int | None:
+    """`r2/dpo` -> 2; None for a stage outside the rounds (`distill`, `sft`, `report`)."""
+    head, sep, _ = stage.partition("/")
+    return int(head[1:]) if sep and head.startswith("r") and head[1:].isdigit() else None
+
+
 def stage_dir(stage: str) -> str:
     """Folder of a stage, relative to the run directory."""
     if stage in _FOLDERS:
         return _FOLDERS[stage]
-    head, sep, name = stage.partition("/")
-    if sep and head.startswith("r") and head[1:].isdigit() and name in ROUND_STAGES:
+    head, _, name = stage.partition("/")
+    if round_of(stage) is not None and name in ROUND_STAGES:
         return f"rounds/{head}/{name}"
     raise ValueError(f"unknown stage {stage!r}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from reasoner_ray.core.config import round_entry
+from reasoner_ray.core.rundir import round_of
 
 _TRAINING = ("train.max_length", "train.freeze_vision", "train.freeze_projector", "train.lora_rank", "train.lora_alpha",
              "train.warmup_ratio", "train.weight_decay", "train.max_grad_norm", "run.seed")
@@ -68,11 +69,11 @@ def stage_inputs(config_tree: dict[str, Any], stage: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for dotted in STAGE_INPUTS.get(stage_kind(stage), ()):
         _flatten(dotted, _lookup(config_tree, dotted), out)
-    round_name = stage.partition("/")[0]
-    if round_name.startswith("r") and round_name[1:].isdigit():
+    round_index = round_of(stage)
+    if round_index is not None:
         for key in _PER_ROUND:
             if key in out:
-                out[key] = round_entry(out[key], int(round_name[1:]))
+                out[key] = round_entry(out[key], round_index)
     return out
 
 
